@@ -1,0 +1,276 @@
+"""Producer side: what the acquisition publishes (scans, channels, camera references).
+
+Write handles are separate objects from the listener's nodes, so a listener cannot
+publish by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DataValidationError, ScanStateError
+from . import protocol as P
+
+if TYPE_CHECKING:
+    from .store import DataStore
+
+logger = logging.getLogger(__name__)
+
+
+def deep_update(target: dict, update: Mapping) -> dict:
+    """Merge ``update`` into ``target`` recursively (nested dicts merged, rest replaced)."""
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(target.get(k), dict):
+            deep_update(target[k], v)
+        else:
+            target[k] = v
+    return target
+
+
+class ScanPublisher:
+    """A scan being published.  Created by :meth:`DataStore.create_scan`.
+
+    States: CREATED -> STARTED -> ENDED.  Nodes may be created in any state but
+    ENDED; data may be sent once the node exists.
+    """
+
+    def __init__(self, store: "DataStore", key: str, session: str, info: dict, node_type: str):
+        self._store = store
+        self.key = key
+        self.session = session
+        self.node_type = node_type
+        self.info = info
+        self.number = int(info["scan_nb"])
+        self.state = "CREATED"
+        self._nodes: list[_NodePublisher] = []
+        self._names: set[str] = set()
+        self._lock = threading.Lock()
+        self._children: _NodeRefPublisher | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name this scan."""
+        return f"scan {self.number} of session {self.session!r}"
+
+    # -- nodes ---------------------------------------------------------------------
+    def _add_node(self, cls: type, name: str, type_: str, dtype: str, shape: Sequence[int],
+                  unit: str | None, info: Mapping[str, Any]) -> Any:
+        with self._lock:
+            if self.state == "ENDED":
+                raise ScanStateError(f"{self.label}: cannot add node {name!r} after the end")
+            if name in self._names:
+                raise ValueError(f"{self.label}: a node named {name!r} exists already")
+            node = P.NodeDef(name=name, type=type_, key=P.node_stream_key(self.key, len(self._nodes)),
+                             dtype=dtype, shape=tuple(int(s) for s in shape), unit=unit,
+                             info=dict(info))
+            self._store.redis.xadd(P.scan_events_key(self.key),
+                                   {P.F_EVENT: b"NEW_NODE", P.F_NODE: node.to_json()})
+            pub = cls(self, node)
+            self._nodes.append(pub)
+            self._names.add(name)
+            return pub
+
+    def create_channel(self, name: str, dtype: Any, shape: Sequence[int] = (),
+                       unit: str | None = None, **info: Any) -> "ChannelPublisher":
+        """A numeric channel; ``shape`` is one point's shape, ``-1`` for a varying length."""
+        dt = np.dtype(dtype)
+        if dt.kind not in "biuf":
+            raise ValueError(f"{self.label}: channel {name!r}: dtype {dt} is not numeric or bool")
+        return self._add_node(ChannelPublisher, name, "channel", dt.str, shape, unit, info)
+
+    def create_lima_channel(self, name: str, dtype: Any, shape: Sequence[int], file_template: str,
+                            data_path: str, file_format: str, frames_per_file: int,
+                            file_offset: int = 0, **info: Any) -> "LimaPublisher":
+        """References to the images a camera saves itself (``file_format`` hdf5 or edf).
+
+        ``file_template`` is a ``str.format`` template with a ``file_index`` field,
+        e.g. ``"/data/scan0005/lima_simulator_{file_index:04d}.h5"``.
+        """
+        if file_format not in ("hdf5", "edf"):
+            raise ValueError(f"{self.label}: lima {name!r}: file_format must be 'hdf5' or 'edf'")
+        if int(frames_per_file) < 1:
+            raise ValueError(f"{self.label}: lima {name!r}: frames_per_file must be >= 1")
+        lima_info = dict(info, file_template=file_template, data_path=data_path,
+                         file_format=file_format, frames_per_file=int(frames_per_file),
+                         file_offset=int(file_offset))
+        return self._add_node(LimaPublisher, name, "lima", np.dtype(dtype).str, shape, None,
+                              lima_info)
+
+    # -- life cycle ----------------------------------------------------------------
+    def start(self) -> None:
+        """Mark the scan as running."""
+        if self.state != "CREATED":
+            raise ScanStateError(f"{self.label}: start() in state {self.state}")
+        self.state = "STARTED"
+        self._store.redis.hset(self.key, "state", "STARTED")
+
+    def update_info(self, update: Mapping[str, Any]) -> None:
+        """Merge ``update`` into scan_info (recursively) and publish it."""
+        with self._lock:
+            deep_update(self.info, update)
+            self._store.redis.hset(self.key, "info", P.dumps(self.info))
+
+    def end(self, reason: str = "SUCCESS") -> None:
+        """End the scan once all its data has been sent; starts the retention clock."""
+        if reason not in P.END_REASONS:
+            raise ValueError(f"{self.label}: end reason must be one of {P.END_REASONS}, not {reason!r}")
+        with self._lock:
+            if self.state == "ENDED":
+                raise ScanStateError(f"{self.label}: end() called twice")
+            self.state = "ENDED"
+            counts = {n.node.name: n.count for n in self._nodes}
+            self.info.setdefault("end_reason", reason)
+            r = self._store.redis
+            ttl = max(1, int(round(self._store.retention)))
+            with r.pipeline(transaction=True) as pipe:
+                pipe.hset(self.key, mapping={"state": "ENDED", "end_reason": reason,
+                                             "info": P.dumps(self.info)})
+                pipe.xadd(P.scan_events_key(self.key), {P.F_EVENT: b"END_SCAN",
+                                                        P.F_REASON: reason,
+                                                        P.F_COUNTS: P.dumps(counts)})
+                pipe.xadd(P.session_stream_key(self.session),
+                          {P.F_EVENT: b"END_SCAN", P.F_SCAN: self.key})
+                for k in [self.key, P.scan_events_key(self.key)] + [n.node.key for n in self._nodes]:
+                    pipe.expire(k, ttl)
+                pipe.execute()
+        logger.debug("%s ended (%s)", self.label, reason)
+
+    # -- sequences -----------------------------------------------------------------
+    def add_child(self, child: "ScanPublisher") -> None:
+        """Record ``child`` as a scan of this sequence (``node_type='scan_group'``)."""
+        if self.node_type != "scan_group":
+            raise ScanStateError(f"{self.label} is not a scan_group")
+        if self._children is None:
+            self._children = self._add_node(_NodeRefPublisher, "SUBSCANS", "node_ref_channel",
+                                            "", (), None, {})
+        self._children.send_ref(child.key)
+
+    def __enter__(self) -> "ScanPublisher":
+        if self.state == "CREATED":
+            self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.state != "ENDED":
+            self.end("SUCCESS" if exc_type is None else
+                     "USER_ABORT" if exc_type is KeyboardInterrupt else "FAILURE")
+
+
+class _NodePublisher:
+    def __init__(self, scan: ScanPublisher, node: P.NodeDef):
+        self.scan = scan
+        self.node = node
+        self.count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def _xadd(self, fields: Mapping[bytes, Any], n: int) -> None:
+        """Append an entry covering points ``count .. count+n-1``."""
+        if self.scan.state == "ENDED":
+            raise ScanStateError(f"{self.scan.label}: {self.node.name!r} sent data after the end")
+        with self._lock:
+            self.scan._store.redis.xadd(self.node.key, fields, id=P.entry_id(self.count))
+            self.count += n
+
+
+class ChannelPublisher(_NodePublisher):
+    """A numeric channel.  ``send`` one point or a batch along a new first axis."""
+
+    def _fail(self, what: str, expected: Any, received: Any) -> None:
+        raise DataValidationError(
+            f"{self.scan.label}, channel {self.node.name!r}: wrong {what}: "
+            f"expected {expected}, received {received}"
+        )
+
+    def _as_dtype(self, data: Any) -> np.ndarray:
+        expected = self.node.np_dtype
+        if isinstance(data, (np.ndarray, np.generic)):
+            arr = np.asarray(data)
+            if arr.dtype != expected:
+                if arr.dtype.newbyteorder("=") == expected.newbyteorder("="):
+                    return arr.astype(expected)
+                self._fail("dtype", expected, arr.dtype)
+            return arr
+        try:
+            original = np.asarray(data)
+        except ValueError:  # ragged nested lists
+            return np.asarray(data, dtype=object)
+        if original.dtype == object:
+            return original
+        converted = original.astype(expected)
+        if expected.kind == "f" and original.dtype.kind in "biuf":
+            return converted  # Python numbers into a float channel: rounding is the intent
+        if original.size and not np.array_equal(converted.astype(original.dtype), original,
+                                                equal_nan=original.dtype.kind == "f"):
+            self._fail("dtype", expected, f"values of {original.dtype} that do not fit")
+        return converted
+
+    def _check_shape(self, shape: tuple[int, ...]) -> bool:
+        decl = self.node.shape
+        return len(shape) == len(decl) and all(d < 0 or d == s for d, s in zip(decl, shape))
+
+    def send(self, data: Any) -> None:
+        """Publish one point, or a batch of points stacked along a new first axis.
+
+        A variable-shape channel also takes a list of arrays (one per point).
+        Raises :class:`DataValidationError` (a ``ValueError``) on a wrong dtype or shape.
+        """
+        node = self.node
+        if node.variable and isinstance(data, (list, tuple)) and data and all(
+                isinstance(p, np.ndarray) for p in data):
+            points = [self._as_dtype(p) for p in data]
+            for p in points:
+                if not self._check_shape(p.shape):
+                    self._fail("point shape", list(node.shape), list(p.shape))
+            self._xadd(P.encode_points(points, True), len(points))
+            return
+        arr = self._as_dtype(data)
+        if arr.dtype == object:
+            if node.variable:
+                return self.send([self._as_dtype(p) for p in data])
+            self._fail("shape", list(node.shape), "ragged data")
+        if arr.ndim == len(node.shape):
+            if not self._check_shape(arr.shape):
+                self._fail("shape", list(node.shape), list(arr.shape))
+            arr = arr[np.newaxis]
+        elif arr.ndim == len(node.shape) + 1:
+            if not self._check_shape(arr.shape[1:]):
+                self._fail("point shape", list(node.shape), list(arr.shape[1:]))
+        else:
+            self._fail("shape", f"{list(node.shape)} or a batch of it", list(arr.shape))
+        if arr.shape[0] == 0:
+            return
+        if node.variable:
+            self._xadd(P.encode_points(list(arr), True), arr.shape[0])
+        else:
+            self._xadd(P.encode_points(arr, False), arr.shape[0])
+
+
+class LimaPublisher(_NodePublisher):
+    """Camera references: the camera writes the files, this announces saved frames."""
+
+    def send(self, last_index_saved: int) -> None:
+        """Announce that frames ``0 .. last_index_saved`` are saved in the camera files."""
+        last = int(last_index_saved)
+        if last < self.count - 1:
+            raise DataValidationError(
+                f"{self.scan.label}, lima {self.node.name!r}: last_index_saved went back from "
+                f"{self.count - 1} to {last}"
+            )
+        if last == self.count - 1:
+            return
+        self._xadd({P.F_LAST: str(last).encode()}, last + 1 - self.count)
+
+
+class _NodeRefPublisher(_NodePublisher):
+    """The child scans of a sequence."""
+
+    def send_ref(self, key: str) -> None:
+        self._xadd({P.F_REF: key.encode()}, 1)

@@ -1,0 +1,286 @@
+"""Walking a session's scans and a scan's events, with the seed's names.
+
+A walk reads with blocking ``XREAD`` over the scan's event stream and every data
+stream at once, a bounded number of entries at a time, so memory stays flat in the
+scan length.  It can start from a saved position (the next point index per node),
+which is how a restarted writer goes on without gap or duplicate.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import redis
+
+from ..errors import MalformedEntryError, NexusWriterError
+from . import protocol as P
+from .nodes import DataNode, ScanNode, SessionNode, make_node
+
+logger = logging.getLogger(__name__)
+
+#: Bytes one read may bring back, spread over the streams read.
+READ_BUDGET = 64 * 2**20
+
+
+class EventType(str, enum.Enum):
+    """What happened."""
+
+    NEW_NODE = "NEW_NODE"
+    NEW_DATA_IN_CHANNEL = "NEW_DATA_IN_CHANNEL"
+    END_SCAN = "END_SCAN"
+    #: A malformed entry or missing data; ``EventData.description`` says what and where.
+    ERROR = "ERROR"
+
+    NEW_DATA = NEW_DATA_IN_CHANNEL
+
+
+class ScanTimeoutError(NexusWriterError, TimeoutError):
+    """Nothing arrived for a scan within the walk's inactivity timeout."""
+
+
+@dataclass(frozen=True)
+class EventData:
+    """What ``walk_events(with_data=True)`` yields beside a data or error event.
+
+    ``data`` is an array ``(n, *shape)`` (a list of arrays for a variable-shape
+    channel), a list of :class:`LimaReference` for a lima node, or a list of child
+    :class:`ScanNode` for a sequence.
+    """
+
+    first_index: int
+    data: Any
+    description: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class SessionIterator:
+    """Walks the scans of a session."""
+
+    def __init__(self, session: SessionNode):
+        self.session = session
+        #: Stream ID of the last session event yielded, to resume with ``since``.
+        self.last_id: str = "0-0"
+
+    def walk_on_new_events(
+        self,
+        filter: str | tuple[str, ...] | None = None,  # noqa: A002 - the seed's name
+        from_next: bool = True,
+        since: str | None = None,
+        timeout: float | None = None,
+        block: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple[EventType, ScanNode]]:
+        """Yield ``(NEW_NODE | END_SCAN, scan_node)`` as scans start and end.
+
+        ``filter``: node type(s) to keep ("scan", "scan_group"); None keeps both.
+        ``from_next``: only scans announced from now on; False replays the retained
+        ones first.  ``since``: resume after that session-stream ID (overrides
+        ``from_next``).  ``timeout``: return after that many seconds without an
+        event.  ``stop``: an event that ends the walk when set.
+        """
+        r = self.session.store.redis
+        key = self.session.key
+        if since is not None:
+            self.last_id = since
+        elif from_next:
+            last = r.xrevrange(key, count=1)
+            self.last_id = last[0][0].decode() if last else "0-0"
+        else:
+            self.last_id = "0-0"
+        types = (filter,) if isinstance(filter, str) else filter
+        idle_since = time.monotonic()
+        while not (stop is not None and stop.is_set()):
+            resp = r.xread({key: self.last_id}, count=100, block=max(1, int(block * 1000)))
+            if not resp:
+                if timeout is not None and time.monotonic() - idle_since > timeout:
+                    return
+                continue
+            idle_since = time.monotonic()
+            for entry_id, fields in resp[0][1]:
+                self.last_id = entry_id.decode()
+                event = fields.get(P.F_EVENT, b"").decode()
+                if event not in ("NEW_NODE", "END_SCAN"):
+                    continue
+                scan = ScanNode(self.session.store, fields[P.F_SCAN].decode())
+                try:
+                    scan_type = scan.type
+                except KeyError:
+                    logger.debug("session %s: scan %s expired, skipped", self.session.name, scan.key)
+                    continue
+                if types is None or scan_type in types:
+                    yield EventType(event), scan
+
+
+class ScanIterator:
+    """Walks the events of one scan."""
+
+    def __init__(self, scan: ScanNode):
+        self.scan = scan
+        #: Next point index per node name: a resumable position (JSON-able).
+        self.position: dict[str, int] = {}
+        #: Points the producer announced per node at the end (set at END_SCAN).
+        self.published: dict[str, int] | None = None
+        self.end_reason: str | None = None
+
+    def walk_events(
+        self,
+        with_data: bool = False,
+        position: Mapping[str, int] | None = None,
+        timeout: float | None = None,
+        block: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple]:
+        """Yield the scan's events from its first one, ``END_SCAN`` last.
+
+        Yields ``(event_type, node)``, or with ``with_data=True``
+        ``(event_type, node, event_data)`` where ``event_data`` is an
+        :class:`EventData` for data and error events and None otherwise.
+
+        ``position``: next point index per node name, from ``self.position`` of an
+        earlier walk; data before it is skipped, nodes are announced again.
+        ``timeout``: raise :class:`ScanTimeoutError` after that many seconds without
+        any new entry.  ``stop``: an event that ends the walk when set.
+        """
+        scan = self.scan
+        r = scan.store.redis
+        events_key = P.scan_events_key(scan.key)
+        self.position = dict(position or {})
+        last_ids: dict[str, str] = {events_key: "0-0"}
+        nodes: dict[str, DataNode] = {}
+        max_entry = 1024
+        ended = False
+        idle_since = time.monotonic()
+
+        def out(event: EventType, node: Any, data: EventData | None = None) -> tuple:
+            return (event, node, data) if with_data else (event, node)
+
+        def error(node: Any, message: str, **desc: Any) -> tuple:
+            logger.error("%s: %s", scan.label, message)
+            first = int(desc.pop("first_index", -1))
+            return out(EventType.ERROR, node, EventData(first, None, dict(desc, error=message)))
+
+        while True:
+            if stop is not None and stop.is_set():
+                return
+            count = max(4, min(1024, READ_BUDGET // max(1, len(last_ids)) // max_entry))
+            try:
+                resp = r.xread(last_ids, count=count,
+                               block=None if ended else max(1, int(block * 1000)))
+            except redis.ResponseError as e:
+                raise NexusWriterError(f"{scan.label}: reading its streams failed: {e}") from e
+            if not resp:
+                if ended:
+                    break
+                if timeout is not None and time.monotonic() - idle_since > timeout:
+                    raise ScanTimeoutError(
+                        f"{scan.label}: no new event for {timeout:g} s (no end of scan received)")
+                continue
+            idle_since = time.monotonic()
+            resp.sort(key=lambda item: item[0] != events_key.encode())
+            for stream, entries in resp:
+                stream = stream.decode()
+                if stream == events_key:
+                    for entry_id, fields in entries:
+                        last_ids[events_key] = entry_id.decode()
+                        event = fields.get(P.F_EVENT, b"")
+                        if event == b"NEW_NODE":
+                            try:
+                                node = make_node(scan, P.NodeDef.from_json(fields.get(P.F_NODE, b"")))
+                            except MalformedEntryError as e:
+                                yield error(scan, str(e), stream=stream, id=entry_id.decode())
+                                continue
+                            nodes[node.key] = node
+                            yield out(EventType.NEW_NODE, node)
+                            start = self.position.setdefault(node.name, 0)
+                            last_ids[node.key] = "0-0"
+                            if start > 0:  # resuming
+                                for item in self._seek(node, start, last_ids, with_data, out, error):
+                                    yield item
+                        elif event == b"END_SCAN":
+                            ended = True
+                            self.end_reason = fields.get(P.F_REASON, b"").decode() or None
+                            try:
+                                self.published = {str(k): int(v) for k, v in
+                                                  P.loads(fields.get(P.F_COUNTS, b"{}")).items()}
+                            except (ValueError, AttributeError) as e:
+                                self.published = None
+                                yield error(scan, f"bad END_SCAN counts: {e}", stream=stream)
+                    continue
+                node = nodes[stream]
+                for entry_id, fields in entries:
+                    last_ids[stream] = entry_id.decode()
+                    size = len(fields.get(P.F_DATA, b""))
+                    if size > max_entry:
+                        max_entry = size
+                    for item in self._entry(node, entry_id, fields, with_data, out, error):
+                        yield item
+        for name, published in (self.published or {}).items():
+            got = self.position.get(name, 0)
+            if got < published:
+                node = next((n for n in nodes.values() if n.name == name), scan)
+                yield error(node, f"{name!r}: {published} points published, {got} received "
+                                  "(expired or malformed entries)",
+                            first_index=got, missing=[got, published])
+        yield out(EventType.END_SCAN, scan)
+
+    def _entry(self, node: DataNode, entry_id: bytes, fields: dict, with_data: bool, out, error,
+               skip: int = 0) -> Iterator[tuple]:
+        """Events for one data entry; ``skip`` drops its first points (resume)."""
+        first = P.first_index_of(entry_id)
+        expected = self.position.get(node.name, 0)
+        try:
+            n = node._entry_count(entry_id, fields)
+            if with_data:
+                payload = self._decode(node, first, n, fields)
+            else:
+                payload = None
+        except MalformedEntryError as e:
+            yield error(node, f"{node.name!r}: {e}", stream=node.key, id=entry_id.decode(),
+                        first_index=first)
+            return
+        if first + skip > expected:
+            yield error(node, f"{node.name!r}: points {expected}..{first + skip - 1} are missing",
+                        first_index=expected, missing=[expected, first + skip])
+        self.position[node.name] = first + n
+        if skip:
+            payload = None if payload is None else payload[skip:]
+        yield out(EventType.NEW_DATA_IN_CHANNEL, node,
+                  EventData(first + skip, payload) if with_data else None)
+
+    @staticmethod
+    def _decode(node: DataNode, first: int, n: int, fields: dict) -> Any:
+        kind = node.type
+        if kind == "channel":
+            return P.decode_points(node.definition, fields)
+        if kind == "lima":
+            return [P.lima_reference(node.definition.info, i) for i in range(first, first + n)]
+        try:
+            return [ScanNode(node.scan.store, fields[P.F_REF].decode())]
+        except KeyError as e:
+            raise MalformedEntryError("node_ref entry without 'ref'") from e
+
+    def _seek(self, node: DataNode, start: int, last_ids: dict, with_data: bool, out,
+              error) -> Iterator[tuple]:
+        """Resume ``node`` at point ``start``: later reads take entries from ``start`` on,
+        and the tail of an entry straddling ``start`` is yielded here."""
+        last_ids[node.key] = f"{start}-0"  # just below entry_id(start)
+        r = self.scan.store.redis
+        before = r.xrevrange(node.key, max="(" + P.entry_id(start), min="-", count=1)
+        if not before:
+            return
+        entry_id, fields = before[0]
+        first = P.first_index_of(entry_id)
+        try:
+            n = node._entry_count(entry_id, fields)
+        except MalformedEntryError:
+            return
+        if first + n > start:
+            yield from self._entry(node, entry_id, fields, with_data, out, error,
+                                   skip=start - first)
