@@ -1,0 +1,146 @@
+"""Datasets that grow as points arrive: flat, ragged (SAMPLES mode) or on a mesh grid."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+#: Target chunk size, bytes: large enough for throughput, small enough for live reads.
+CHUNK_BYTES = 1 << 20
+COMPRESSIONS = ("bitshuffle", "gzip", "none")
+
+
+def fill_value(dtype: np.dtype) -> Any:
+    """NaN for floats, 0 for the rest: what pads ragged points and unwritten grid cells."""
+    return np.nan if np.dtype(dtype).kind == "f" else 0
+
+
+def compression_args(dtype: np.dtype, point_shape: Sequence[int], compression: str) -> dict:
+    """Filter arguments: none for scalar data (small, and read live), lossless for detectors."""
+    if not point_shape or compression == "none":
+        return {}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    if compression == "bitshuffle":
+        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    raise ValueError(f"unknown compression {compression!r}, choose one of {COMPRESSIONS}")
+
+
+def chunk_shape(dtype: np.dtype, point_shape: Sequence[int], npoints_hint: int,
+                leading: int = 1) -> tuple[int, ...]:
+    """Chunks of about :data:`CHUNK_BYTES`: whole points, several along the scan axis."""
+    point = tuple(max(1, d) for d in point_shape)
+    nbytes = max(1, math.prod(point) * np.dtype(dtype).itemsize)
+    along = max(1, CHUNK_BYTES // nbytes)
+    if npoints_hint > 0:
+        along = min(along, npoints_hint)
+    if leading > 1:  # grid: chunk rows of the fast axis
+        return (1, min(along, leading)) + point
+    return (along,) + point
+
+
+@dataclass
+class Grid:
+    """Mesh shape ``(npoints2, npoints1)``: slow axis first, as the data is published."""
+
+    slow: int
+    fast: int
+
+    @property
+    def size(self) -> int:
+        return self.slow * self.fast
+
+
+class ChannelDataset:
+    """One channel's data in the file, appended point batch by point batch.
+
+    Fixed-shape points grow along the first axis.  Points with ``-1`` dimensions
+    (SAMPLES mode) are padded to the longest point seen, with :func:`fill_value`.
+    With a :class:`Grid` (``keepshape``) the dataset is ``(slow, fast, *point)``
+    and flat point ``i`` goes to ``(i // fast, i % fast)``.
+    """
+
+    def __init__(self, dset: h5py.Dataset, point_shape: Sequence[int], grid: Grid | None = None):
+        self.dset = dset
+        self.point_shape = tuple(point_shape)
+        self.grid = grid
+        self.count = int(dset.attrs.get("points_written", 0 if grid else dset.shape[0]))
+
+    @classmethod
+    def create(cls, group: h5py.Group, name: str, dtype: Any, point_shape: Sequence[int],
+               npoints_hint: int = 0, compression: str = "bitshuffle",
+               grid: Grid | None = None, units: str | None = None) -> "ChannelDataset":
+        dtype = np.dtype(dtype)
+        point_shape = tuple(int(d) for d in point_shape)
+        init_point = tuple(0 if d < 0 else d for d in point_shape)
+        max_point = tuple(None if d < 0 else d for d in point_shape)
+        kwargs = compression_args(dtype, point_shape, compression)
+        if grid is not None:
+            shape = (grid.slow, grid.fast) + init_point
+            maxshape = (grid.slow, grid.fast) + max_point
+            chunks = chunk_shape(dtype, point_shape, npoints_hint, leading=grid.fast)
+        else:
+            shape = (0,) + init_point
+            maxshape = (None,) + max_point
+            chunks = chunk_shape(dtype, point_shape, npoints_hint)
+        dset = group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype,
+                                    chunks=chunks, fillvalue=fill_value(dtype), **kwargs)
+        dset.attrs["units"] = units or ""
+        if grid is not None:
+            dset.attrs["points_written"] = 0
+        return cls(dset, point_shape, grid)
+
+    @property
+    def variable(self) -> bool:
+        return any(d < 0 for d in self.point_shape)
+
+    def append(self, first_index: int, data: np.ndarray | list[np.ndarray]) -> None:
+        """Write points ``first_index ..`` (an array ``(n, *shape)`` or a list for ragged)."""
+        n = len(data)
+        if n == 0:
+            return
+        if self.variable:
+            data = self._pad(data)
+        end = first_index + n
+        dset = self.dset
+        if self.grid is None:
+            if dset.shape[0] < end:
+                dset.resize(end, axis=0)
+            dset[first_index:end] = data
+        else:
+            self._write_grid(first_index, data)
+            dset.attrs["points_written"] = max(self.count, end)
+        self.count = max(self.count, end)
+
+    def _pad(self, points: Sequence[np.ndarray]) -> np.ndarray:
+        """Stack ragged points, growing the dataset's variable dimensions if needed."""
+        dset = self.dset
+        offset = 2 if self.grid else 1
+        widths = list(dset.shape[offset:])
+        for p in points:
+            widths = [max(w, s) for w, s in zip(widths, p.shape)]
+        if widths != list(dset.shape[offset:]):
+            dset.resize(tuple(dset.shape[:offset]) + tuple(widths))
+        out = np.full((len(points),) + tuple(widths), fill_value(dset.dtype), dtype=dset.dtype)
+        for i, p in enumerate(points):
+            out[(i,) + tuple(slice(0, s) for s in p.shape)] = p
+        return out
+
+    def _write_grid(self, first: int, data: np.ndarray) -> None:
+        fast = self.grid.fast
+        i = 0
+        n = min(len(data), self.grid.size - first)
+        while i < n:
+            flat = first + i
+            row, col = divmod(flat, fast)
+            take = min(fast - col, n - i)
+            self.dset[row, col:col + take] = data[i:i + take]
+            i += take
+        if len(data) > n:
+            raise ValueError(f"{self.dset.name}: {first + len(data)} points do not fit the "
+                             f"{self.grid.slow}x{self.grid.fast} grid (keepshape)")

@@ -1,0 +1,112 @@
+"""Files, groups and names: open-or-create helpers that fail loudly on a mismatch."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import nexus_writer
+
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def nexus_name(text: str) -> str:
+    """``text`` made a NeXus name (``^[a-zA-Z_][a-zA-Z0-9_]*$``): ``simu1:det0`` -> ``simu1_det0``."""
+    name = _INVALID.sub("_", text.strip()) or "_"
+    return "_" + name if name[0].isdigit() else name
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``... whichever is not in ``taken`` (then added)."""
+    candidate, i = name, 1
+    while candidate in taken:
+        i += 1
+        candidate = f"{name}_{i}"
+    taken.add(candidate)
+    return candidate
+
+
+def entry_name(scan_nb: int, index: int) -> str:
+    """ESRF entry name of the ``index``-th top master (1-based) of scan ``scan_nb``."""
+    return f"{int(scan_nb)}.{int(index)}"
+
+
+def now_iso() -> str:
+    """Local time, ISO 8601 with time zone."""
+    return datetime.datetime.now().astimezone().isoformat()
+
+
+def open_file(path: str | Path, mode: str = "a") -> h5py.File:
+    """Open a dataset file for writing without an HDF5 file lock.
+
+    Locking is off so that readers never block the writer (and the writer never
+    blocks readers that also open with ``locking=False``).  The writer flushes
+    every flush period so that what readers see on disk is consistent.
+    """
+    f = h5py.File(path, mode, locking=False, libver=("v110", "latest"))
+    if "NX_class" not in f.attrs:
+        write_root_attrs(f)
+    return f
+
+
+def write_root_attrs(f: h5py.File) -> None:
+    """NXroot attributes of a new file."""
+    f.attrs.update({
+        "NX_class": "NXroot",
+        "file_name": str(f.filename),
+        "file_time": now_iso(),
+        "HDF5_Version": h5py.version.hdf5_version,
+        "h5py_version": h5py.version.version,
+        "creator": "nexus_writer",
+        "creator_version": nexus_writer.__version__,
+    })
+
+
+def nx_class_of(obj: h5py.HLObject) -> str | None:
+    value = obj.attrs.get("NX_class")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def require_group(parent: h5py.Group, name: str, nx_class: str, **attrs: Any) -> h5py.Group:
+    """Open or create ``parent[name]`` with ``NX_class``; raise if it has another class."""
+    group = parent.get(name)
+    if group is None:
+        group = parent.create_group(name)
+        group.attrs["NX_class"] = nx_class
+    elif not isinstance(group, h5py.Group):
+        raise TypeError(f"{parent.name}/{name} exists and is not a group")
+    elif nx_class_of(group) != nx_class:
+        raise ValueError(f"{group.name} exists with NX_class {nx_class_of(group)!r}, "
+                         f"requested {nx_class!r}")
+    for key, value in attrs.items():
+        group.attrs[key] = value
+    return group
+
+
+def write_field(group: h5py.Group, name: str, value: Any, units: str | None = None,
+                **attrs: Any) -> h5py.Dataset:
+    """Create or replace a small field (strings, scalars, small arrays)."""
+    if name in group:
+        del group[name]
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and value
+                                  and all(isinstance(v, str) for v in value)):
+        dset = group.create_dataset(name, data=value, dtype=h5py.string_dtype())
+    else:
+        dset = group.create_dataset(name, data=np.asarray(value))
+    if units is not None:
+        dset.attrs["units"] = units
+    for key, v in attrs.items():
+        dset.attrs[key] = v
+    return dset
+
+
+def soft_link(group: h5py.Group, name: str, target: str) -> None:
+    """``group[name]`` -> ``target`` (an absolute path in the same file), replaced if present."""
+    if name in group or group.get(name, getlink=True) is not None:
+        del group[name]
+    group[name] = h5py.SoftLink(target)

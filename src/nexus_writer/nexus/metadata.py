@@ -1,0 +1,94 @@
+"""Scan metadata in an entry: positioner snapshots, metadata categories, comments,
+and the ``writer`` status group that readers poll."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+from silx.io.dictdump import dicttonx
+
+from .groups import nexus_name, now_iso, require_group, write_field
+
+POSITIONER_SNAPSHOTS = ("positioners_start", "positioners_end", "positioners_dial_start",
+                        "positioners_dial_end")
+WRITER_STATES = ("STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def write_positioners(instrument: h5py.Group, positioners: Mapping[str, Any]) -> None:
+    """Snapshot collections (NXcollection, one field per motor with its units).
+
+    ``positioners`` is scan_info's ``positioners`` dict.  ``positioners`` (the
+    start values) is written too, as readers of ESRF files expect it.
+    """
+    units = positioners.get("positioners_units") or {}
+    snapshots = dict((k, positioners.get(k)) for k in POSITIONER_SNAPSHOTS)
+    snapshots["positioners"] = positioners.get("positioners_start")
+    for name, values in snapshots.items():
+        if not values:
+            continue
+        group = require_group(instrument, name, "NXcollection")
+        for motor, value in values.items():
+            if value is None:
+                continue
+            write_field(group, nexus_name(motor), value, units=str(units.get(motor) or ""))
+
+
+def _clean(tree: Mapping[str, Any]) -> dict:
+    """scan_info sub-dict ready for silx ``dicttonx``: NeXus names, no None, and every
+    group with an ``@NX_class`` (NXcollection unless the dict says otherwise)."""
+    out: dict[str, Any] = {"@NX_class": "NXcollection"}
+    for key, value in tree.items():
+        if value is None:
+            continue
+        name, at, attr = str(key).partition("@")
+        name = (nexus_name(name) if name else "") + at + attr
+        if isinstance(value, Mapping):
+            out[name] = _clean(value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            out[name] = np.array(value, dtype=object)
+        else:
+            out[name] = value
+    return out
+
+
+def write_category(entry: h5py.Group, name: str, tree: Mapping[str, Any]) -> None:
+    """A metadata category (``instrument``, ``sample``...) via silx ``dicttonx``.
+
+    A key ``"@NX_class"`` in the dict becomes the group's class (``NXcollection`` when
+    none); existing groups are completed, never overwritten.
+    """
+    dicttonx(_clean(tree), entry.file, h5path=f"{entry.name}/{nexus_name(name)}",
+             update_mode="add", add_nx_class=False)
+
+
+def write_comments(entry: h5py.Group, comments: Sequence[Any]) -> None:
+    """One NXnote per user comment, in the NXcollection ``comments``."""
+    if not comments:
+        return
+    group = require_group(entry, "comments", "NXcollection")
+    for i, comment in enumerate(comments, 1):
+        if isinstance(comment, Mapping):
+            date, message = comment.get("date"), comment.get("message", "")
+        else:
+            date, message = None, str(comment)
+        note = require_group(group, f"comment_{i:02d}", "NXnote")
+        write_field(note, "type", "text/plain")
+        write_field(note, "data", str(message))
+        if date:
+            write_field(note, "date", str(date))
+
+
+def write_writer_status(entry: h5py.Group, status: str, reason: str = "",
+                        extra: Mapping[str, Any] | None = None) -> None:
+    """The ``writer`` NXcollection: ``status`` (STARTING, RUNNING, SUCCEEDED, FAILED)
+    and ``reason``, plus ``extra`` fields (counts, the scan's end reason...)."""
+    if status not in WRITER_STATES:
+        raise ValueError(f"writer status {status!r} is not one of {WRITER_STATES}")
+    group = require_group(entry, "writer", "NXcollection")
+    write_field(group, "status", status)
+    write_field(group, "reason", reason)
+    write_field(group, "date", now_iso())
+    for key, value in (extra or {}).items():
+        write_field(group, nexus_name(key), value)

@@ -1,0 +1,50 @@
+"""Writer options (the seed-era session writer's flags, plus live-writing ones)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..nexus.datasets import COMPRESSIONS
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """How scans are written; one set per session writer."""
+
+    #: Mesh scans stored as a grid (slow, fast) instead of flat.
+    keepshape: bool = False
+    #: All channels of one motor in a single NXpositioner (``value`` first).
+    multivalue_positioners: bool = False
+    #: EDF frames mapped as raw external datasets (uncompressed EDF only).
+    enable_external_nonhdf5: bool = False
+    #: No VDS for HDF5 camera files: ``relpath::index`` strings instead.
+    disable_external_hdf5: bool = False
+    #: Copy the pixels of frames that are not linked externally.
+    copy_non_external: bool = False
+    #: Free space (MB) the dataset's directory must have for a scan to start.
+    required_disk_space: float = 200.0
+    #: Every published point is in the file (flushed) within this many seconds.
+    flush_period: float = 1.0
+    #: Filter for detector data (1D and 2D points): bitshuffle (LZ4), gzip or none.
+    compression: str = "bitshuffle"
+    #: A scan that sends nothing for this long is finalized FAILED (seconds, 0: never).
+    inactivity_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression {self.compression!r} is not one of {COMPRESSIONS}")
+        if self.flush_period <= 0:
+            raise ValueError(f"flush_period must be > 0, not {self.flush_period}")
+
+    def camera_mode(self, file_format: str) -> str:
+        """How a camera's frames are linked: vds, external, strings or copy."""
+        if file_format == "hdf5":
+            if not self.disable_external_hdf5:
+                return "vds"
+        elif self.enable_external_nonhdf5:
+            return "external"
+        return "copy" if self.copy_non_external else "strings"
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,219 @@
+"""Where each channel of a scan goes in the file: entries, instrument groups,
+measurement names and plots.  Pure logic on scan_info and node definitions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..nexus.datasets import Grid
+from ..nexus.groups import entry_name, nexus_name, unique_name
+from ..nexus.plots import PlotSpec
+from .options import WriterOptions
+from .source import NodeInfo
+
+_DET = re.compile(r"_(det\d+)$")
+
+
+@dataclass
+class ChannelPlan:
+    """One channel's place: ``/{entry}/instrument/{group}[/{subgroup}]/{field}``."""
+
+    node: NodeInfo
+    entry: str
+    kind: str  # positioner, detector or camera
+    group: str
+    field: str
+    subgroup: str | None
+    measurement: str
+    nx_class: str
+    motor: bool = False
+
+    @property
+    def path(self) -> str:
+        parts = [self.entry, "instrument", self.group] + ([self.subgroup] if self.subgroup else [])
+        return "/" + "/".join(parts + [self.field])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.node.shape)
+
+
+@dataclass
+class EntryPlan:
+    name: str
+    top_master: str
+    masters: set[str] = field(default_factory=set)
+    channels: list[ChannelPlan] = field(default_factory=list)
+    groups: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (name, class)
+    group_names: set[str] = field(default_factory=set)
+    measurement_names: set[str] = field(default_factory=set)
+    grid: Grid | None = None
+    npoints: int = 0
+
+
+def _plotselect(info: Mapping[str, Any]) -> list[str]:
+    for key in ("_display_extra", "display_extra"):
+        extra = info.get(key)
+        if isinstance(extra, Mapping):
+            for sub in ("plotselect", "displayed_channels"):
+                if extra.get(sub):
+                    return [str(c) for c in extra[sub]]
+    plots = info.get("plotselect")
+    return [str(c) for c in plots] if isinstance(plots, (list, tuple)) else []
+
+
+class ScanPlan:
+    """Built from scan_info at the start; channels added as their nodes appear."""
+
+    def __init__(self, scan_nb: int, info: Mapping[str, Any], options: WriterOptions):
+        self.info = info
+        self.options = options
+        self.channels_info: Mapping[str, Any] = info.get("channels") or {}
+        self.devices: Mapping[str, Any] = info.get("devices") or {}
+        chain = info.get("acquisition_chain") or {}
+        top_masters = list(chain) or ["top_master"]
+        npoints = int(info.get("npoints") or 0)
+        grid = None
+        if int(info.get("data_dim") or 1) == 2 and info.get("npoints1") and info.get("npoints2"):
+            grid = Grid(slow=int(info["npoints2"]), fast=int(info["npoints1"]))
+        self.entries: dict[str, EntryPlan] = {}
+        for k, tm in enumerate(top_masters, 1):
+            plan = EntryPlan(entry_name(scan_nb, k), tm)
+            sub = chain.get(tm) or {}
+            master = sub.get("master") or {}
+            for key in ("scalars", "spectra", "images"):
+                plan.masters.update(str(c) for c in master.get(key) or ())
+            plan.npoints = int(sub.get("npoints") or npoints)
+            plan.grid = grid if k == 1 else None
+            self.entries[tm] = plan
+        self._chain = chain
+        self.plotselect = _plotselect(info)
+        self.by_name: dict[str, ChannelPlan] = {}
+
+    # -- classification ------------------------------------------------------------
+    def entry_for(self, node: NodeInfo) -> EntryPlan:
+        tm = node.info.get("top_master")
+        if tm in self.entries:
+            return self.entries[tm]
+        for name, sub in self._chain.items():
+            lists = [sub.get(k) or () for k in ("scalars", "spectra", "images")]
+            lists += [(sub.get("master") or {}).get(k) or () for k in ("scalars", "spectra",
+                                                                       "images")]
+            if any(node.name in lst for lst in lists):
+                return self.entries[name]
+        return next(iter(self.entries.values()))
+
+    @staticmethod
+    def device_of(node: NodeInfo) -> str:
+        return str(node.info.get("device") or (node.name.split(":")[0] if ":" in node.name
+                                                else node.name))
+
+    @staticmethod
+    def display_of(node: NodeInfo) -> str:
+        return str(node.info.get("display_name") or node.name.split(":")[-1])
+
+    def _device_type(self, device: str) -> str:
+        d = self.devices.get(device)
+        return str(d.get("type", "")) if isinstance(d, Mapping) else ""
+
+    def _is_motor(self, node: NodeInfo) -> bool:
+        return (node.info.get("axis_kind") == "positioner"
+                or self._device_type(self.device_of(node)) == "axis")
+
+    def _device_has_spectra(self, device: str) -> bool:
+        for name, ch in self.channels_info.items():
+            if isinstance(ch, Mapping) and ch.get("device") == device and int(ch.get("dim") or 0) > 0:
+                return True
+        return False
+
+    def add(self, node: NodeInfo) -> ChannelPlan:
+        """Place a new channel or camera node."""
+        entry = self.entry_for(node)
+        device, display = self.device_of(node), self.display_of(node)
+        subgroup = None
+        motor = False
+        if node.type == "lima":
+            kind, nx_class, fld = "camera", "NXdetector", "data"
+            key, base, meas = ("det", device), device, f"{device}_{display}"
+        elif len(node.shape) == 0 and (node.name in entry.masters or self._is_motor(node)):
+            kind, nx_class, fld = "positioner", "NXpositioner", "value"
+            motor = self._is_motor(node)
+            if self.options.multivalue_positioners and motor:
+                key, base = ("pos", device), device
+            else:
+                key, base = ("pos", node.name), display
+            meas = display
+        else:
+            kind, nx_class, fld = "detector", "NXdetector", "data"
+            m = _DET.search(display)
+            if self._device_has_spectra(device) or len(node.shape) > 0:
+                base = device + (f"_{m.group(1)}" if m else "")
+                key = ("det", base)
+                meas = display if display.startswith(device) else f"{device}_{display}"
+            else:
+                key, base, meas = ("det", node.name), display, display
+        if key not in entry.groups:
+            entry.groups[key] = (unique_name(nexus_name(base), entry.group_names), nx_class)
+        group = entry.groups[key][0]
+        main_taken = any(c.group == group and c.subgroup is None for c in entry.channels)
+        spectra_group = kind == "detector" and key[1] != node.name and len(node.shape) == 0
+        if main_taken or spectra_group:
+            # statistics of an MCA, more channels of one motor: beside the main field
+            subgroup = "values" if kind == "positioner" else "statistics"
+            fld = nexus_name(display)
+        plan = ChannelPlan(node, entry.name, kind, group, fld, subgroup,
+                           unique_name(nexus_name(meas), entry.measurement_names), nx_class, motor)
+        entry.channels.append(plan)
+        self.by_name[node.name] = plan
+        return plan
+
+    # -- plots ---------------------------------------------------------------------
+    def axes(self, entry: EntryPlan) -> list[ChannelPlan]:
+        """Scanned motors of the entry (fast axis first), else the elapsed time."""
+        motors = [c for c in entry.channels if c.kind == "positioner" and c.motor
+                  and c.subgroup is None]
+        if motors:
+            return motors
+        timers = [c for c in entry.channels if c.kind == "positioner" and c.subgroup is None
+                  and self.display_of(c.node) == "elapsed_time"]
+        return timers[:1]
+
+    def plots(self, entry: EntryPlan) -> list[PlotSpec]:
+        """The entry's NXdata, in order of preference for ``@default``."""
+        counters = [c for c in entry.channels if c.kind == "detector" and c.ndim == 0]
+        spectra = [c for c in entry.channels if c.kind == "detector" and c.ndim == 1]
+        images = [c for c in entry.channels if c.kind == "camera"
+                  or (c.kind == "detector" and c.ndim == 2)]
+        axes = self.axes(entry)
+        specs: list[PlotSpec] = []
+        selected = [self.by_name[n] for n in self.plotselect
+                    if n in self.by_name and self.by_name[n].entry == entry.name
+                    and self.by_name[n].ndim == 0 and self.by_name[n].kind == "detector"]
+        for name, chans in (("plotselect", selected), ("plot0D", counters)):
+            if chans:
+                specs.append(self._spec(name, chans, axes, entry.grid))
+        for prefix, chans, interpretation in (("plot1D", spectra, "spectrum"),
+                                              ("plot2D", images, "image")):
+            for i, same in enumerate(self._by_shape(chans)):
+                name = prefix if i == 0 else f"{prefix}_{i + 1}"
+                specs.append(PlotSpec(name, [(c.measurement, c.path) for c in same],
+                                      interpretation=interpretation))
+        return specs
+
+    @staticmethod
+    def _by_shape(chans: list[ChannelPlan]) -> list[list[ChannelPlan]]:
+        """Channels grouped by point shape: auxiliary signals must match the signal."""
+        groups: dict[tuple[int, ...], list[ChannelPlan]] = {}
+        for c in chans:
+            groups.setdefault(tuple(c.node.shape), []).append(c)
+        return list(groups.values())
+
+    @staticmethod
+    def _spec(name: str, chans: list[ChannelPlan], axes: list[ChannelPlan],
+              grid: Grid | None) -> PlotSpec:
+        signals = [(c.measurement, c.path) for c in chans]
+        if grid is not None:
+            return PlotSpec(name, signals, grid=grid)
+        return PlotSpec(name, signals, axes=[(a.measurement, a.path) for a in axes[:1]])

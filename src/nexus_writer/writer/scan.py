@@ -1,0 +1,385 @@
+"""``ScanWriter``: one scan, from its source into its dataset file, live.
+
+Reads the source in its own thread and hands HDF5 work to the file's
+:class:`FileWriter`.  A failing channel is flagged and the others go on; a failing
+scan is recorded FAILED with its reason in the log, the status and the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+import h5py
+
+from ..errors import NexusWriterError
+from ..nexus import metadata
+from ..nexus.camera import CameraDataset
+from ..nexus.datasets import ChannelDataset
+from ..nexus.groups import now_iso, require_group, soft_link, write_field
+from ..nexus.plots import set_grid_axes, write_plot
+from .filewriter import FileWriter, FileWriterPool, Target
+from .options import WriterOptions
+from .plan import ChannelPlan, EntryPlan, ScanPlan
+from .source import (ChildScans, DataBatch, FramesSaved, NodeAdded, ScanEnded, ScanSource,
+                     SourceError)
+from .state import SavingState, ScanState
+
+logger = logging.getLogger(__name__)
+
+
+class SavingError(NexusWriterError, OSError):
+    """The dataset file cannot be written (directory, permissions, disk space)."""
+
+
+class EntryExistsError(NexusWriterError, FileExistsError):
+    """The scan's entry is already in the file: never overwritten."""
+
+
+class ScanWriter:
+    """Writes one scan.  ``start()`` runs it in a thread; ``state`` tells how it went."""
+
+    def __init__(self, source: ScanSource, pool: FileWriterPool, options: WriterOptions,
+                 stop: threading.Event | None = None,
+                 on_change: Callable[["ScanWriter"], None] | None = None):
+        self.source = source
+        self.pool = pool
+        self.options = options
+        self.stop_event = stop or threading.Event()
+        self.on_change = on_change
+        self.saving = SavingState(source.label)
+        self.info: dict[str, Any] = {}
+        self.filename: str | None = None
+        self.plan: ScanPlan | None = None
+        self.targets: dict[str, Target] = {}
+        self.received: dict[str, int] = {}
+        self.published: dict[str, int] | None = None
+        self.end_reason: str | None = None
+        self.problems: list[str] = []
+        self.children: list[tuple[int, str]] = []
+        self.started = time.time()
+        self.finished: float | None = None
+        self._fw: FileWriter | None = None
+        self._entries_created = False
+        self._thread: threading.Thread | None = None
+
+    # -- public --------------------------------------------------------------------
+    @property
+    def state(self) -> ScanState:
+        return self.saving.state
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    @property
+    def entries(self) -> list[str]:
+        return [e.name for e in self.plan.entries.values()] if self.plan else []
+
+    def start(self) -> "ScanWriter":
+        self._thread = threading.Thread(target=self.run, name=f"scan:{self.source.key}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """What the live view and status show: counts per channel and state."""
+        channels = {}
+        for name, target in self.targets.items():
+            channels[name] = {"received": self.received.get(name, 0), "written": target.written,
+                              "published": (self.published or {}).get(name)}
+        return {"scan": self.source.number, "key": self.source.key,
+                "title": str(self.info.get("title", "")), "state": self.state.name,
+                "reason": self.saving.reason, "file": self.filename, "entries": self.entries,
+                "channels": channels, "problems": list(self.problems)}
+
+    # -- the scan thread -----------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as e:  # noqa: BLE001 - every failure ends as FAILED with its reason
+            reason = str(e) if isinstance(e, NexusWriterError) else f"{type(e).__name__}: {e}"
+            self._fail(reason)
+            logger.error("%s: saving FAILED: %s", self.label, reason,
+                         exc_info=not isinstance(e, (NexusWriterError, TimeoutError)))
+            if self._entries_created:
+                try:
+                    self._finalize()
+                except Exception:  # noqa: BLE001
+                    logger.exception("%s: could not record the failure in the file", self.label)
+        finally:
+            if self._fw is not None:
+                self.pool.release(self._fw)
+                self._fw = None
+            self.finished = time.time()
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(self)
+            except Exception:  # noqa: BLE001
+                logger.exception("status callback failed")
+
+    def _fail(self, reason: str) -> None:
+        if not self.saving.state.final:
+            self.saving.fail(reason)
+
+    def _run(self) -> None:
+        self.info = info = self.source.info()
+        if not info.get("save", True) or str(info.get("data_writer", "nexus")) != "nexus":
+            self.saving.skip(f"not saved by this writer (save={info.get('save', True)}, "
+                             f"data_writer={info.get('data_writer')!r})")
+            logger.info("%s: skipped (%s)", self.label, self.saving.reason)
+            return
+        filename = info.get("filename")
+        if not filename:
+            raise SavingError(f"{self.label}: scan_info has no 'filename'; nothing to write to")
+        self.filename = str(filename)
+        self._check_destination(self.filename)
+        self.plan = ScanPlan(self.source.number, info, self.options)
+        self._fw = self.pool.acquire(self.filename)
+        self._fw.call(self._create_entries)
+        self._entries_created = True
+        self.saving.run()
+        self._fw.submit(lambda f: self._write_status(f, ScanState.RUNNING))
+        logger.info("%s: writing %s into %s", self.label, ", ".join(self.entries), self.filename)
+        self._changed()
+        timeout = self.options.inactivity_timeout or None
+        for event in self.source.events(stop=self.stop_event, timeout=timeout):
+            if isinstance(event, DataBatch):
+                self._on_data(event.node, event.first_index, event.data)
+            elif isinstance(event, FramesSaved):
+                self._on_data(event.node, event.first_index, event.refs)
+            elif isinstance(event, NodeAdded):
+                self._on_node(event)
+            elif isinstance(event, ChildScans):
+                self.children.extend(event.scans)
+            elif isinstance(event, SourceError):
+                self._problem(event.message)
+            elif isinstance(event, ScanEnded):
+                self.end_reason = event.reason
+                self.published = dict(event.published) if event.published is not None else None
+                break
+        else:
+            if self.stop_event.is_set():
+                raise NexusWriterError(f"{self.label}: writer stopped before the end of the scan")
+        self._finalize()
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        logger.warning("%s: %s", self.label, message)
+
+    # -- checks --------------------------------------------------------------------
+    def _check_destination(self, filename: str) -> None:
+        directory = os.path.dirname(os.path.abspath(filename))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise SavingError(f"{self.label}: cannot create directory {directory}: "
+                              f"{e.strerror or e}") from e
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise SavingError(f"{self.label}: directory {directory} is not writable by this "
+                              f"writer (uid {os.getuid()}); fix its permissions")
+        if os.path.exists(filename) and not os.access(filename, os.W_OK):
+            raise SavingError(f"{self.label}: file {filename} is not writable")
+        free_mb = shutil.disk_usage(directory).free / 1e6
+        if free_mb < self.options.required_disk_space:
+            raise SavingError(f"{self.label}: only {free_mb:.0f} MB free in {directory}, "
+                              f"{self.options.required_disk_space:g} MB required "
+                              "(--required_disk_space)")
+
+    # -- file operations (run in the file thread) ----------------------------------
+    def _create_entries(self, f: h5py.File) -> None:
+        assert self.plan is not None
+        for entry in self.plan.entries.values():
+            if entry.name in f:
+                raise EntryExistsError(f"{self.label}: entry {entry.name} exists already in "
+                                       f"{self.filename}; it is never overwritten")
+        for entry in self.plan.entries.values():
+            group = require_group(f, entry.name, "NXentry")
+            write_field(group, "title", str(self.info.get("title", "")))
+            write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
+            require_group(group, "instrument", "NXinstrument")
+            require_group(group, "measurement", "NXcollection")
+            metadata.write_writer_status(group, "STARTING")
+
+    def _write_status(self, f: h5py.File, state: ScanState, reason: str = "",
+                      extra: Mapping[str, Any] | None = None) -> None:
+        assert self.plan is not None
+        for entry in self.plan.entries.values():
+            metadata.write_writer_status(f[entry.name], state.name, reason, extra)
+
+    def _on_node(self, event: NodeAdded) -> None:
+        node = event.node
+        if node.type == "node_ref_channel":
+            return
+        assert self.plan is not None and self._fw is not None
+        if node.name in self.targets:  # announced again after a resume
+            return
+        chan = self.plan.add(node)
+        entry = self.plan.entries[next(k for k, e in self.plan.entries.items()
+                                       if e.name == chan.entry)]
+        target = self.targets[node.name] = Target(node.name, self._channel_failed)
+        self.received.setdefault(node.name, 0)
+
+        def create(f: h5py.File) -> None:
+            try:
+                target.writer = self._create_dataset(f, chan, entry)
+            except Exception as e:  # noqa: BLE001 - this channel is flagged, others go on
+                target.fail(e)
+                return
+            soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
+            self._write_plots(f, entry)
+
+        self._fw.submit(create)
+
+    def _create_dataset(self, f: h5py.File, chan: ChannelPlan, entry: EntryPlan) -> Any:
+        instrument = f[chan.entry]["instrument"]
+        group = require_group(instrument, chan.group, chan.nx_class)
+        if chan.subgroup:
+            group = require_group(group, chan.subgroup, "NXcollection")
+        node = chan.node
+        units = node.unit or ""
+        if chan.kind == "camera":
+            fmt = str(node.info.get("file_format", "hdf5"))
+            return CameraDataset(group, chan.field, self.options.camera_mode(fmt), node.shape,
+                                 node.dtype, int(node.info.get("frames_per_file", 1)), fmt,
+                                 self.options.compression)
+        grid = entry.grid if self.options.keepshape else None
+        return ChannelDataset.create(group, chan.field, node.dtype, node.shape, entry.npoints,
+                                     self.options.compression, grid=grid, units=units)
+
+    def _write_plots(self, f: h5py.File, entry: EntryPlan) -> None:
+        assert self.plan is not None
+        specs = self.plan.plots(entry)
+        group = f[entry.name]
+        for spec in specs:
+            if all(path in f for _, path in spec.signals):
+                if self.options.keepshape and spec.grid is not None:
+                    spec.grid = None  # the data is a grid already
+                write_plot(group, spec)
+        if specs and specs[0].name in group:
+            group.attrs["default"] = specs[0].name
+            f.attrs["default"] = entry.name
+
+    def _channel_failed(self, name: str, exc: BaseException) -> None:
+        self._problem(f"channel {name!r} not written: {type(exc).__name__}: {exc}")
+
+    def _on_data(self, name: str, first_index: int, data: Any) -> None:
+        target = self.targets.get(name)
+        if target is None:
+            self._problem(f"data for unknown node {name!r} ignored")
+            return
+        assert self._fw is not None
+        self.received[name] = max(self.received.get(name, 0), first_index + len(data))
+        self._fw.append(target, first_index, data)
+
+    # -- the end -------------------------------------------------------------------
+    def _finalize(self) -> None:
+        """Final scan_info, metadata, plots, status, then ``end_time`` last."""
+        assert self._fw is not None
+        try:
+            final_info = self.source.info()
+            self.info = final_info
+        except Exception as e:  # noqa: BLE001 - keep the info read at the start
+            self._problem(f"final scan_info unreadable ({e}); metadata from the start kept")
+        self._fw.call(self._sync)  # all appends done
+        self._check_completeness()
+        outcome = ScanState.FAILED if self.state == ScanState.FAILED else ScanState.SUCCEEDED
+        self._fw.call(lambda f: self._write_end(f, outcome))
+        if outcome == ScanState.SUCCEEDED:
+            self.saving.succeed()
+        level = logging.INFO if self.state == ScanState.SUCCEEDED else logging.ERROR
+        logger.log(level, "%s: %s %s", self.label, self.state.name,
+                   f"({self.saving.reason})" if self.saving.reason else
+                   f"-> {self.filename}::{','.join(self.entries)}")
+
+    @staticmethod
+    def _sync(f: h5py.File) -> None:
+        return None
+
+    def _check_completeness(self) -> None:
+        missing = []
+        for name, target in self.targets.items():
+            expected = (self.published or {}).get(name, self.received.get(name, 0))
+            if target.error is not None or target.written < expected:
+                why = f": {target.error}" if target.error is not None else ""
+                missing.append(f"{name} {target.written}/{expected} points{why}")
+        if self.published is None and self.state == ScanState.RUNNING:
+            missing.append("no end of scan received")
+        if missing:
+            self._fail("incomplete: " + "; ".join(missing))
+        elif self.problems and self.state == ScanState.RUNNING:
+            self._fail("; ".join(self.problems))
+
+    def _write_end(self, f: h5py.File, outcome: ScanState) -> None:
+        assert self.plan is not None
+        info = self.info
+        names = sorted(self.targets)
+        extra = {
+            "end_reason": str(self.end_reason or info.get("end_reason") or "unknown"),
+            "channels": names or [""],
+            "points_written": [self.targets[n].written for n in names] or [0],
+            "points_published": [(self.published or {}).get(n, -1) for n in names] or [0],
+        }
+        for entry in self.plan.entries.values():
+            group = f[entry.name]
+            instrument = group["instrument"]
+            self._write_plots(f, entry)
+            if entry.grid is not None:
+                self._grid_axes(f, entry)
+            positioners = info.get("positioners")
+            if isinstance(positioners, Mapping):
+                metadata.write_positioners(instrument, positioners)
+            for cat in info.get("scan_meta_categories") or ():
+                tree = info.get(cat)
+                if isinstance(tree, Mapping) and tree:
+                    try:
+                        metadata.write_category(group, cat, tree)
+                    except Exception as e:  # noqa: BLE001 - metadata must not lose the data
+                        self._problem(f"metadata category {cat!r} not written: {e}")
+            metadata.write_comments(group, info.get("comments") or ())
+            if self.children and entry is next(iter(self.plan.entries.values())):
+                subscans = require_group(group, "subscans", "NXcollection")
+                for number, _ in self.children:
+                    target = f"/{number}.1"
+                    if target in f:
+                        soft_link(subscans, f"scan_{number}", target)
+                    else:
+                        self._problem(f"child scan {number} has no entry in {self.filename}")
+            metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
+            write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+
+    def _grid_axes(self, f: h5py.File, entry: EntryPlan) -> None:
+        """Coordinates of a mesh plot, from the motor data: fast axis is dim 1."""
+        assert self.plan is not None and entry.grid is not None
+        motors = [c for c in self.plan.axes(entry) if c.motor][:2]
+        if len(motors) < 2:
+            return
+        fast, slow = motors[0], motors[1]
+        grid = entry.grid
+        fast_data = f[fast.path]
+        slow_data = f[slow.path]
+        if self.options.keepshape:
+            fast_values, slow_values = fast_data[0, :], slow_data[:, 0]
+        else:
+            fast_values = fast_data[:grid.fast]
+            slow_values = slow_data[::grid.fast][:grid.slow]
+        if len(fast_values) < grid.fast or len(slow_values) < grid.slow:
+            return
+        for spec in self.plan.plots(entry):
+            if spec.name in f[entry.name] and spec.name in ("plotselect", "plot0D"):
+                set_grid_axes(f[entry.name][spec.name], [
+                    (slow.measurement, slow_values, f[slow.path].attrs.get("units", "")),
+                    (fast.measurement, fast_values, f[fast.path].attrs.get("units", ""))])
