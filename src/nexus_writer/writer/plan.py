@@ -135,7 +135,9 @@ class ScanPlan:
         subgroup = None
         motor = False
         if node.type == "lima":
-            kind, nx_class, fld = "camera", "NXdetector", "data"
+            # references kept as strings are no detector data: a plain collection
+            strings = self.options.camera_mode(str(node.info.get("file_format"))) == "strings"
+            kind, nx_class, fld = "camera", "NXcollection" if strings else "NXdetector", "data"
             key, base, meas = ("det", device), device, f"{device}_{display}"
         elif len(node.shape) == 0 and (node.name in entry.masters or self._is_motor(node)):
             kind, nx_class, fld = "positioner", "NXpositioner", "value"
@@ -184,7 +186,7 @@ class ScanPlan:
         """The entry's NXdata, in order of preference for ``@default``."""
         counters = [c for c in entry.channels if c.kind == "detector" and c.ndim == 0]
         spectra = [c for c in entry.channels if c.kind == "detector" and c.ndim == 1]
-        images = [c for c in entry.channels if c.kind == "camera"
+        images = [c for c in entry.channels if (c.kind == "camera" and c.nx_class == "NXdetector")
                   or (c.kind == "detector" and c.ndim == 2)]
         axes = self.axes(entry)
         specs: list[PlotSpec] = []

@@ -96,11 +96,19 @@ class SessionWriter:
             time.sleep(0.02)
         return False
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop taking new scans; let running ones finish for ``timeout`` s, then abort them."""
+    def stop_listening(self) -> None:
+        """Take no new scan; scans in progress go on."""
         self._stop_listening.set()
         if self._thread is not None:
             self._thread.join(5)
+
+    def abort(self) -> None:
+        """End the scans in progress now: each is finalized FAILED with what it received."""
+        self._abort_scans.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking new scans; let running ones finish for ``timeout`` s, then abort them."""
+        self.stop_listening()
         deadline = None if timeout is None else time.monotonic() + timeout
         for writer in self.scans():
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -1,0 +1,1 @@
+"""Command-line adapters: parse arguments, handle signals, map errors to exit codes."""

@@ -1,0 +1,25 @@
+"""Logging set-up shared by the commands: ``--log LEVEL`` and ``--logfile FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", default="warning", metavar="LEVEL",
+                        help="log level: debug, info, warning (default), error")
+    parser.add_argument("--logfile", metavar="FILE", help="also log to FILE")
+
+
+def setup(args: argparse.Namespace) -> None:
+    level = getattr(logging, str(args.log).upper(), None)
+    if not isinstance(level, int):
+        raise SystemExit(f"--log: unknown level {args.log!r} (debug, info, warning, error)")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if getattr(args, "logfile", None):
+        handlers.append(logging.FileHandler(args.logfile))
+    logging.basicConfig(level=logging.WARNING, format=FORMAT, handlers=handlers, force=True)
+    logging.getLogger("nexus_writer").setLevel(level)
