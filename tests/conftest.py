@@ -40,3 +40,30 @@ def data_dir(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def sim_session(redis_url, data_dir):
+    """A simulated ``test_session`` saving under ``data_dir``, scans without sleeping."""
+    from nexus_writer.sim import SimSession
+
+    with SimSession("test_session", redis_url=redis_url, base_path=data_dir, time_scale=0) as s:
+        yield s
+
+
+@pytest.fixture
+def writer_factory(redis_url):
+    """``make(session="test_session", **options)`` -> a started SessionWriter, stopped after."""
+    from nexus_writer.writer import SessionWriter
+
+    writers = []
+
+    def make(session: str = "test_session", **options):
+        options.setdefault("flush_period", 0.2)
+        writer = SessionWriter(session, redis_url, **options).start()
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        writer.stop(timeout=10)
