@@ -1,0 +1,125 @@
+"""Aborting scans from another thread, and sequences of scans."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nexus_writer.sim import ScanState
+
+
+def wait_points(scan, n: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while scan.key is None or not scan.node.nodes() or scan.node.nodes()[0].count() < n:
+        assert scan.state != ScanState.DONE, "scan ended by itself"
+        assert time.monotonic() < deadline, f"fewer than {n} points after {timeout} s"
+        time.sleep(0.002)
+
+
+def test_abort_timescan_keeps_points(session):
+    scan = session.timescan(0.1, "diode", "diode2", run=False)
+    assert scan.scan_info["npoints"] == 0
+    scan.run_in_thread()
+    wait_points(scan, 5)
+    scan.abort()
+    assert scan.state == ScanState.DONE
+    node = scan.node
+    assert node.state == "ENDED" and node.end_reason == "USER_ABORT"
+    info = node.info
+    assert info["end_reason"] == "USER_ABORT" and info["npoints"] == 0
+    counts = {n.name: n.count() for n in node.nodes()}
+    assert len(set(counts.values())) == 1, counts
+    assert min(counts.values()) >= 5
+    assert "end_time" in info
+
+
+def test_abort_during_a_long_count_is_prompt(session):
+    session.time_scale = 1.0
+    scan = session.loopscan(3, 30.0, "diode", run=False)
+    scan.run_in_thread()
+    deadline = time.monotonic() + 5
+    while scan.key is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    t0 = time.monotonic()
+    scan.abort()
+    assert time.monotonic() - t0 < 2
+    assert scan.end_reason == "USER_ABORT"
+    assert {n.count() for n in scan.node.nodes()} == {0}
+
+
+def test_abort_before_run(session):
+    scan = session.loopscan(3, 0.1, "diode", run=False)
+    scan.abort()
+    scan.run()
+    assert scan.node.end_reason == "USER_ABORT"
+
+
+def test_abort_multi_top_master(session):
+    from nexus_writer.sim import TopMaster
+
+    scan = session.multi_top_master_scan([TopMaster.timer(0, 0.1, "diode"),
+                                          TopMaster.timer(0, 0.1, "diode2")], run=False)
+    scan.run_in_thread()
+    wait_points(scan, 3)
+    scan.abort()
+    assert scan.node.end_reason == "USER_ABORT"
+    counts = {n.name: n.count() for n in scan.node.nodes()}
+    assert all(c >= 1 for c in counts.values()), counts
+
+
+def test_dscan_returns_after_abort(session):
+    roby = session.config.get("roby")
+    roby.move(3.0)
+    session.time_scale = 1.0
+    scan = session.dscan(roby, -1, 1, 100, 0.01, "diode", run=False)
+    scan.run_in_thread()
+    wait_points(scan, 2)
+    scan.abort()
+    assert roby.position == 3.0
+
+
+def test_sequence_with_children(session):
+    with session.sequence(title="my sequence") as seq:
+        a = seq.add_and_run(session.loopscan(3, 0.1, "diode", run=False))
+        b = seq.add_and_run(session.ascan("roby", 0, 1, 2, 0.1, "diode2", run=False))
+    assert [seq.scan_number, a.scan_number, b.scan_number] == [1, 2, 3]
+    group = seq.node
+    assert group.type == "scan_group" and group.end_reason == "SUCCESS"
+    info = group.info
+    assert (info["type"], info["title"], info["npoints"]) == ("sequence", "my sequence", 2)
+    assert "end_time" in info and info["acquisition_chain"] == {}
+    (refs,) = group.nodes()
+    assert refs.type == "node_ref_channel"
+    assert [child.key for child in refs.get()] == [a.key, b.key]
+    for child in (a, b):
+        node = child.node
+        assert node.type == "scan" and node.parent_key == seq.key
+        assert node.info["group"] == seq.key
+        assert node.info["parent"]["scan_nb"] == 1
+        assert node.end_reason == "SUCCESS"
+
+
+def test_sequence_run_runs_added_scans(session):
+    seq = session.sequence()
+    seq.add(session.ct(0.1, "diode", run=False))
+    seq.add(session.loopscan(2, 0.1, "diode", run=False))
+    seq.run()
+    assert [c.state for c in seq.children] == [ScanState.DONE] * 2
+    assert len(seq.node.nodes()[0].get()) == 2
+
+
+def test_child_needs_a_running_sequence(session):
+    seq = session.sequence()
+    child = seq.add(session.ct(0.1, "diode", run=False))
+    with pytest.raises(RuntimeError, match="not running"):
+        child.run()
+
+
+def test_failing_child_fails_the_sequence(session):
+    with pytest.raises(ZeroDivisionError):
+        with session.sequence() as seq:
+            seq.add_and_run(session.ct(0.1, "diode", run=False))
+            raise ZeroDivisionError("in the sequence")
+    assert seq.node.end_reason == "FAILURE"
