@@ -48,7 +48,10 @@ def open_file(path: str | Path, mode: str = "a") -> h5py.File:
     blocks readers that also open with ``locking=False``).  The writer flushes
     every flush period so that what readers see on disk is consistent.
     """
-    f = h5py.File(path, mode, locking=False, libver=("v110", "latest"))
+    # The default (earliest) file format on purpose: with the v110 superblock HDF5 sets
+    # a "file open for write" flag that makes the file unreadable, even read-only,
+    # while the writer runs and forever after a crash (until h5clear).
+    f = h5py.File(path, mode, locking=False)
     if "NX_class" not in f.attrs:
         write_root_attrs(f)
     return f
