@@ -93,8 +93,11 @@ class ScanNode:
 
     @property
     def label(self) -> str:
-        """How messages name this scan."""
-        return f"scan {self.number} of session {self.session!r}"
+        """How messages name this scan (its key once the scan has expired)."""
+        try:
+            return f"scan {self.number} of session {self.session!r}"
+        except KeyError:  # an error message about a gone scan must not fail itself
+            return f"scan {self.key} (expired or never created)"
 
     @property
     def info(self) -> dict[str, Any]:
@@ -130,11 +133,17 @@ class ScanNode:
         return self.iterator.walk_events(*args, **kwargs)
 
     def nodes(self) -> list["DataNode"]:
-        """The data nodes created so far, in creation order."""
+        """The data nodes created so far, in creation order.
+
+        A malformed node definition is logged and left out: the rest stays readable.
+        """
         out = []
-        for _, fields in self.store.redis.xrange(P.scan_events_key(self.key)):
+        for entry_id, fields in self.store.redis.xrange(P.scan_events_key(self.key)):
             if fields.get(P.F_EVENT) == b"NEW_NODE":
-                out.append(make_node(self, P.NodeDef.from_json(fields[P.F_NODE])))
+                try:
+                    out.append(make_node(self, P.NodeDef.from_json(fields.get(P.F_NODE, b""))))
+                except MalformedEntryError as e:
+                    logger.error("%s: entry %s skipped: %s", self.label, entry_id.decode(), e)
         return out
 
     def __repr__(self) -> str:
@@ -229,9 +238,13 @@ class LimaNode(DataNode):
 
     def _entry_count(self, entry_id: bytes, fields: dict) -> int:
         try:
-            return int(fields[P.F_LAST]) + 1 - P.first_index_of(entry_id)
+            n = int(fields[P.F_LAST]) + 1 - P.first_index_of(entry_id)
         except (KeyError, ValueError) as e:
             raise MalformedEntryError(f"lima {self.name!r}: entry without 'last'") from e
+        if n < 1:
+            raise MalformedEntryError(f"lima {self.name!r}: entry at frame "
+                                      f"{P.first_index_of(entry_id)} announces no frame")
+        return n
 
     @property
     def last_index_saved(self) -> int:
@@ -262,5 +275,11 @@ _NODE_CLASSES = {"channel": ChannelNode, "lima": LimaNode, "node_ref_channel": N
 
 
 def make_node(scan: ScanNode, definition: P.NodeDef) -> DataNode:
-    """The listener node for a published definition."""
-    return _NODE_CLASSES[definition.type](scan, definition)
+    """The listener node for a published definition; :class:`MalformedEntryError` for a
+    type that is not a data node type (a scan is not a node of another scan)."""
+    try:
+        cls = _NODE_CLASSES[definition.type]
+    except KeyError:
+        raise MalformedEntryError(
+            f"node {definition.name!r}: {definition.type!r} is not a data node type") from None
+    return cls(scan, definition)

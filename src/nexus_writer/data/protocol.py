@@ -162,9 +162,12 @@ class NodeDef:
             raise MalformedEntryError(f"node {node.name!r}: unknown node type {node.type!r}")
         if node.type == "channel":
             try:
-                np.dtype(node.dtype)
+                kind = np.dtype(node.dtype).kind
             except TypeError as e:
                 raise MalformedEntryError(f"node {node.name!r}: bad dtype {node.dtype!r}") from e
+            if kind not in "biuf":  # object or text data cannot be read from bytes
+                raise MalformedEntryError(f"node {node.name!r}: dtype {node.dtype!r} "
+                                          "is not numeric")
         return node
 
 
@@ -185,10 +188,12 @@ def encode_points(points: np.ndarray | list[np.ndarray], variable: bool) -> dict
 def decode_points(node: NodeDef, fields: Mapping[bytes, bytes]) -> np.ndarray | list[np.ndarray]:
     """Inverse of :func:`encode_points`; raises :class:`MalformedEntryError`."""
     try:
-        n = int(fields[F_COUNT])
-        raw = fields[F_DATA]
-    except (KeyError, ValueError) as e:
-        raise MalformedEntryError(f"channel {node.name!r}: entry without point count/data") from e
+        n = decode_count(fields)
+    except MalformedEntryError as e:
+        raise MalformedEntryError(f"channel {node.name!r}: {e}") from e
+    raw = fields.get(F_DATA)
+    if raw is None:
+        raise MalformedEntryError(f"channel {node.name!r}: entry without data")
     dtype = node.np_dtype
     if not node.variable:
         expected = n * node.point_nbytes
@@ -220,9 +225,12 @@ def decode_points(node: NodeDef, fields: Mapping[bytes, bytes]) -> np.ndarray | 
 def decode_count(fields: Mapping[bytes, bytes]) -> int:
     """Number of points of a data entry without decoding its payload."""
     try:
-        return int(fields[F_COUNT])
+        n = int(fields[F_COUNT])
     except (KeyError, ValueError) as e:
         raise MalformedEntryError("entry without point count") from e
+    if n < 0:
+        raise MalformedEntryError(f"entry with a negative point count {n}")
+    return n
 
 
 @dataclass(frozen=True)

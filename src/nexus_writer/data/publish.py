@@ -6,7 +6,9 @@ publish by accident.
 
 from __future__ import annotations
 
+import copy
 import logging
+import numbers
 import threading
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -111,7 +113,8 @@ class ScanPublisher:
     def update_info(self, update: Mapping[str, Any]) -> None:
         """Merge ``update`` into scan_info (recursively) and publish it."""
         with self._lock:
-            deep_update(self.info, update)
+            # A copy: later updates must not write into the caller's nested dicts.
+            deep_update(self.info, copy.deepcopy(dict(update)))
             self._store.redis.hset(self.key, "info", P.dumps(self.info))
 
     def end(self, reason: str = "SUCCESS") -> None:
@@ -141,9 +144,15 @@ class ScanPublisher:
 
     # -- sequences -----------------------------------------------------------------
     def add_child(self, child: "ScanPublisher") -> None:
-        """Record ``child`` as a scan of this sequence (``node_type='scan_group'``)."""
+        """Record ``child`` as a scan of this sequence (``node_type='scan_group'``).
+
+        The child's ``parent`` is set to this sequence unless it was created with one.
+        """
         if self.node_type != "scan_group":
             raise ScanStateError(f"{self.label} is not a scan_group")
+        if self.state == "ENDED":
+            raise ScanStateError(f"{self.label}: cannot add a child scan after the end")
+        self._store.redis.hsetnx(child.key, "parent", self.key)
         if self._children is None:
             self._children = self._add_node(_NodeRefPublisher, "SUBSCANS", "node_ref_channel",
                                             "", (), None, {})
@@ -202,15 +211,39 @@ class ChannelPublisher(_NodePublisher):
             original = np.asarray(data)
         except ValueError:  # ragged nested lists
             return np.asarray(data, dtype=object)
-        if original.dtype == object:
-            return original
-        converted = original.astype(expected)
-        if expected.kind == "f" and original.dtype.kind in "biuf":
-            return converted  # Python numbers into a float channel: rounding is the intent
-        if original.size and not np.array_equal(converted.astype(original.dtype), original,
-                                                equal_nan=original.dtype.kind == "f"):
-            self._fail("dtype", expected, f"values of {original.dtype} that do not fit")
-        return converted
+        kind = original.dtype.kind
+        if kind not in "biufO":
+            self._fail("dtype", expected, f"values of {original.dtype}")
+        if kind == "O":  # huge Python ints, None, ...: check the exact values
+            values = np.asarray(data, dtype=object)
+            bad = [v for v in values.flat if not isinstance(v, numbers.Real)]
+            if bad:
+                self._fail("dtype", expected, f"value {bad[0]!r}")
+        if expected.kind == "f":
+            # Rounding Python numbers into a float channel is the intent; overflow is not.
+            try:
+                with np.errstate(over="raise"):
+                    return original.astype(expected)
+            except (OverflowError, FloatingPointError):
+                self._fail("dtype", expected, f"values of {original.dtype} that do not fit")
+        lo, hi = (0, 1) if expected.kind == "b" else (int(np.iinfo(expected).min),
+                                                      int(np.iinfo(expected).max))
+        if kind in "biu":
+            if original.size and (int(original.min()) < lo or int(original.max()) > hi):
+                self._fail("dtype", expected, f"values of {original.dtype} that do not fit")
+            return original.astype(expected)
+        # Floats or big ints into an integer channel: numpy's float64 view of the values
+        # may be rounded (2**64 - 1), so check the exact Python values.
+        values = np.asarray(data, dtype=object)
+        for v in values.flat:
+            try:
+                iv = int(v)
+                fits = iv == v and lo <= iv <= hi
+            except (TypeError, ValueError, OverflowError):
+                fits = False
+            if not fits:
+                self._fail("dtype", expected, f"value {v!r} that does not fit")
+        return values.astype(expected)
 
     def _check_shape(self, shape: tuple[int, ...]) -> bool:
         decl = self.node.shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -43,7 +44,8 @@ class DataStore:
         try:
             self.redis.set(P.VERSION_KEY, P.PROTOCOL_VERSION, nx=True)
             found = self.redis.get(P.VERSION_KEY)
-        except redis.ConnectionError as e:
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self.redis.close()
             raise ConnectionError(
                 f"cannot reach Redis at {self.url}: {e}. Start a redis-server or pass "
                 "another URL (--redis URL or the REDIS_URL environment variable)."
@@ -53,8 +55,10 @@ class DataStore:
         except (TypeError, ValueError):
             version = None
         if version != P.PROTOCOL_VERSION:
+            shown = found.decode(errors="replace") if isinstance(found, bytes) else found
+            self.redis.close()
             raise ProtocolVersionError(
-                f"Redis at {self.url} holds nexus-writer protocol version {found!r} "
+                f"Redis at {self.url} holds nexus-writer protocol version {shown!r} "
                 f"(key {P.VERSION_KEY}), this program speaks version {P.PROTOCOL_VERSION}; "
                 "use a matching nexus-writer or another Redis database"
             )
@@ -80,7 +84,7 @@ class DataStore:
             raise ValueError(f"node_type must be 'scan' or 'scan_group', not {node_type!r}")
         uid = f"{session_name}:{int(scan_info['scan_nb'])}:{uuid.uuid4().hex[:10]}"
         key = P.scan_key(uid)
-        info = dict(scan_info)
+        info = copy.deepcopy(dict(scan_info))  # update_info must not touch the caller's dicts
         info.setdefault("session_name", session_name)
         mapping = {
             "info": P.dumps(info),

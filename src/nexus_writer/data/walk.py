@@ -84,6 +84,9 @@ class SessionIterator:
         ones first.  ``since``: resume after that session-stream ID (overrides
         ``from_next``).  ``timeout``: return after that many seconds without an
         event.  ``stop``: an event that ends the walk when set.
+
+        The starting point is fixed by this call, not by the first ``next()``: a scan
+        announced in between is not lost.
         """
         r = self.session.store.redis
         key = self.session.key
@@ -95,6 +98,12 @@ class SessionIterator:
         else:
             self.last_id = "0-0"
         types = (filter,) if isinstance(filter, str) else filter
+        return self._walk(types, timeout, block, stop)
+
+    def _walk(self, types: tuple[str, ...] | None, timeout: float | None, block: float,
+              stop: threading.Event | None) -> Iterator[tuple[EventType, ScanNode]]:
+        r = self.session.store.redis
+        key = self.session.key
         idle_since = time.monotonic()
         while not (stop is not None and stop.is_set()):
             resp = r.xread({key: self.last_id}, count=100, block=max(1, int(block * 1000)))
@@ -107,6 +116,10 @@ class SessionIterator:
                 self.last_id = entry_id.decode()
                 event = fields.get(P.F_EVENT, b"").decode()
                 if event not in ("NEW_NODE", "END_SCAN"):
+                    continue
+                if P.F_SCAN not in fields:
+                    logger.error("session %s: entry %s without a scan key, skipped",
+                                 self.session.name, self.last_id)
                     continue
                 scan = ScanNode(self.session.store, fields[P.F_SCAN].decode())
                 try:
@@ -152,9 +165,10 @@ class ScanIterator:
         r = scan.store.redis
         events_key = P.scan_events_key(scan.key)
         self.position = dict(position or {})
+        names: set[str] = set()  # node names announced so far
         last_ids: dict[str, str] = {events_key: "0-0"}
         nodes: dict[str, DataNode] = {}
-        max_entry = 1024
+        max_entry = 0  # bytes of the largest data entry seen; 0 before the first one
         ended = False
         idle_since = time.monotonic()
 
@@ -169,7 +183,10 @@ class ScanIterator:
         while True:
             if stop is not None and stop.is_set():
                 return
-            count = max(4, min(1024, READ_BUDGET // max(1, len(last_ids)) // max_entry))
+            # Until an entry size is known, assume big entries: a first read of 1024
+            # camera-sized entries would blow the budget.
+            entry_size = max_entry or max(1, READ_BUDGET // 4)
+            count = max(4, min(1024, READ_BUDGET // max(1, len(last_ids)) // entry_size))
             try:
                 resp = r.xread(last_ids, count=count,
                                block=None if ended else max(1, int(block * 1000)))
@@ -196,6 +213,15 @@ class ScanIterator:
                             except MalformedEntryError as e:
                                 yield error(scan, str(e), stream=stream, id=entry_id.decode())
                                 continue
+                            if (node.key == events_key or node.key in nodes
+                                    or node.name in names):
+                                # A repeated announcement would replay the node's data.
+                                yield error(scan, f"node {node.name!r} (stream {node.key}) "
+                                                  "announced twice or on a stream in use, "
+                                                  "ignored",
+                                            stream=stream, id=entry_id.decode())
+                                continue
+                            names.add(node.name)
                             nodes[node.key] = node
                             yield out(EventType.NEW_NODE, node)
                             start = self.position.setdefault(node.name, 0)
@@ -221,6 +247,8 @@ class ScanIterator:
                         max_entry = size
                     for item in self._entry(node, entry_id, fields, with_data, out, error):
                         yield item
+            # Free this read before the next one: else two reads' worth are held.
+            resp = entries = None  # type: ignore[assignment]
         for name, published in (self.published or {}).items():
             got = self.position.get(name, 0)
             if got < published:

@@ -1,0 +1,110 @@
+"""DataStore: protocol version check, connection errors, retention of ended scans."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from nexus_writer.data import PROTOCOL_VERSION, DataStore, EventType, ScanTimeoutError
+from nexus_writer.data import protocol as P
+from nexus_writer.data.server import free_port
+from nexus_writer.errors import NexusWriterError, ProtocolVersionError
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture
+def raw(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def test_version_key_written_on_first_connect(redis_url, raw):
+    assert raw.get(P.VERSION_KEY) is None
+    store = DataStore(redis_url)
+    try:
+        assert raw.get(P.VERSION_KEY) == str(PROTOCOL_VERSION).encode()
+        DataStore(redis_url).close()  # a second client agrees
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("other", ["99", "0", "not-a-number"])
+def test_protocol_version_mismatch(redis_url, raw, other):
+    raw.set(P.VERSION_KEY, other)
+    with pytest.raises(ProtocolVersionError) as exc:
+        DataStore(redis_url)
+    msg = str(exc.value)
+    assert f"version '{other}'" in msg
+    assert f"speaks version {PROTOCOL_VERSION}" in msg
+    assert P.VERSION_KEY in msg and redis_url in msg
+    assert isinstance(exc.value, RuntimeError) and isinstance(exc.value, NexusWriterError)
+    assert raw.get(P.VERSION_KEY) == other.encode()  # never overwritten
+
+
+def test_unreachable_redis(monkeypatch):
+    url = f"redis://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError) as exc:
+        DataStore(url)
+    assert time.monotonic() - t0 < 10
+    msg = str(exc.value)
+    assert url in msg
+    assert "redis-server" in msg and "REDIS_URL" in msg
+    assert isinstance(exc.value.__cause__, redis.ConnectionError)
+    # The URL also comes from the environment.
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ConnectionError, match=url):
+        DataStore()
+
+
+def test_url_from_environment(redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    store = DataStore()
+    try:
+        assert store.url == redis_url
+        assert redis_url in repr(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(15)
+def test_retention_expires_ended_scans_only(redis_url, raw):
+    store = DataStore(redis_url, retention=1)
+    try:
+        ended = store.create_scan("ret", {"scan_nb": 1})
+        ch = ended.create_channel("x", "f8")
+        ch.send([1.0, 2.0])
+        lima = ended.create_lima_channel("cam", "u2", (2, 2), "f{file_index}.h5", "", "hdf5", 1)
+        lima.send(0)
+        running = store.create_scan("ret", {"scan_nb": 2})
+        rch = running.create_channel("y", "i4")
+        rch.send([1, 2, 3])
+        ended.end()
+        ended_keys = [ended.key, P.scan_events_key(ended.key), ch.node.key, lima.node.key]
+        running_keys = [running.key, P.scan_events_key(running.key), rch.node.key]
+        assert all(0 < raw.pttl(k) <= 1000 for k in ended_keys)
+        assert all(raw.ttl(k) == -1 for k in running_keys)  # no expiry while running
+
+        deadline = time.monotonic() + 4
+        while raw.exists(*ended_keys) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        assert raw.exists(*ended_keys) == 0
+        assert raw.exists(*running_keys) == len(running_keys)
+
+        node = store.get_scan_node(ended.key)
+        assert node.state == "EXPIRED" and not node.exists()
+        session = store.get_session_node("ret")
+        got = [(e, n.number) for e, n in session.walk_on_new_events(from_next=False,
+                                                                   timeout=0.2, block=0.05)]
+        assert got == [(EventType.NEW_NODE, 2)]
+        with pytest.raises(ScanTimeoutError):
+            list(node.walk_events(timeout=0.2, block=0.05))
+        # The running scan is whole.
+        assert store.get_scan_node(running.key).nodes()[0].get().tolist() == [1, 2, 3]
+    finally:
+        store.close()
