@@ -73,7 +73,7 @@ def test_url_from_environment(redis_url, monkeypatch):
 
 @pytest.mark.timeout(15)
 def test_retention_expires_ended_scans_only(redis_url, raw):
-    store = DataStore(redis_url, retention=1)
+    store = DataStore(redis_url, retention=1, unacked_retention=1)
     try:
         ended = store.create_scan("ret", {"scan_nb": 1})
         ch = ended.create_channel("x", "f8")
@@ -106,5 +106,29 @@ def test_retention_expires_ended_scans_only(redis_url, raw):
             list(node.walk_events(timeout=0.2, block=0.05))
         # The running scan is whole.
         assert store.get_scan_node(running.key).nodes()[0].get().tolist() == [1, 2, 3]
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(15)
+def test_unacknowledged_scans_wait_for_a_writer_up_to_the_cap(redis_url, raw):
+    """Ended but unsaved: kept for the cap; acknowledged: normal retention from then on."""
+    from nexus_writer.data import SavingReporter
+
+    store = DataStore(redis_url, retention=1, unacked_retention=3600)
+    try:
+        scan = store.create_scan("ack", {"scan_nb": 1})
+        ch = scan.create_channel("x", "f8")
+        ch.send([1.0])
+        scan.end()
+        keys = [scan.key, P.scan_events_key(scan.key), ch.node.key]
+        assert all(raw.ttl(k) > 3000 for k in keys)
+        SavingReporter(store, scan.key).report("SUCCEEDED")
+        assert all(0 < raw.pttl(k) <= 1000 for k in keys)
+        assert 0 < raw.pttl(scan.key + ":saving") <= 1000
+
+        unsaved = store.create_scan("ack", {"scan_nb": 2, "save": False})
+        unsaved.end()
+        assert 0 < raw.pttl(unsaved.key) <= 1000  # no writer expected: normal retention
     finally:
         store.close()

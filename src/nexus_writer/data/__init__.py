@@ -8,12 +8,13 @@ references, ``start`` / ``end``.  Listener: :meth:`DataStore.get_session_node` -
 from .nodes import ChannelNode, DataNode, LimaNode, NodeRefNode, ScanNode, SessionNode
 from .protocol import DEFAULT_RETENTION, PROTOCOL_VERSION, LimaReference, NodeDef
 from .publish import ChannelPublisher, LimaPublisher, ScanPublisher
+from .saving import SavingReport, SavingReporter, WriterPresence
 from .store import DataStore
 from .walk import EventData, EventType, ScanIterator, ScanTimeoutError, SessionIterator
 
 __all__ = [
     "DEFAULT_RETENTION", "PROTOCOL_VERSION", "ChannelNode", "ChannelPublisher", "DataNode",
     "DataStore", "EventData", "EventType", "LimaNode", "LimaPublisher", "LimaReference",
-    "NodeDef", "NodeRefNode", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
+    "NodeDef", "NodeRefNode", "SavingReport", "SavingReporter", "WriterPresence", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
     "SessionIterator", "SessionNode",
 ]

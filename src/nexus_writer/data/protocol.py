@@ -27,6 +27,8 @@ VERSION_KEY = f"{PREFIX}:protocol_version"
 
 #: Default time a scan's keys are kept after its end, seconds.
 DEFAULT_RETENTION = 24 * 3600
+#: Cap on the time an ended scan waits in Redis for a writer's acknowledgment, seconds.
+DEFAULT_UNACKED_RETENTION = 72 * 3600
 
 NODE_TYPES = ("scan", "scan_group", "channel", "lima", "node_ref_channel")
 END_REASONS = ("SUCCESS", "FAILURE", "USER_ABORT", "DELETION")

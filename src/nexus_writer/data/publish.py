@@ -18,6 +18,7 @@ from ..errors import DataValidationError, ScanStateError
 from . import protocol as P
 
 if TYPE_CHECKING:
+    from .saving import SavingReport
     from .store import DataStore
 
 logger = logging.getLogger(__name__)
@@ -125,22 +126,75 @@ class ScanPublisher:
             if self.state == "ENDED":
                 raise ScanStateError(f"{self.label}: end() called twice")
             self.state = "ENDED"
-            counts = {n.node.name: n.count for n in self._nodes}
+            counts = {}
+            for n in self._nodes:
+                with n._lock:  # waits for a send in progress
+                    counts[n.node.name] = n.count
             self.info.setdefault("end_reason", reason)
             r = self._store.redis
-            ttl = max(1, int(round(self._store.retention)))
+            keys = [self.key, P.scan_events_key(self.key)] + [n.node.key for n in self._nodes]
+            ttl = max(1, int(round(self._retention_at_end())))
             with r.pipeline(transaction=True) as pipe:
                 pipe.hset(self.key, mapping={"state": "ENDED", "end_reason": reason,
-                                             "info": P.dumps(self.info)})
+                                             "info": P.dumps(self.info),
+                                             "keys": P.dumps(keys)})
                 pipe.xadd(P.scan_events_key(self.key), {P.F_EVENT: b"END_SCAN",
                                                         P.F_REASON: reason,
                                                         P.F_COUNTS: P.dumps(counts)})
                 pipe.xadd(P.session_stream_key(self.session),
                           {P.F_EVENT: b"END_SCAN", P.F_SCAN: self.key})
-                for k in [self.key, P.scan_events_key(self.key)] + [n.node.key for n in self._nodes]:
+                for k in keys:
                     pipe.expire(k, ttl)
                 pipe.execute()
         logger.debug("%s ended (%s)", self.label, reason)
+
+    # -- the saving-completeness protocol ------------------------------------------
+    @property
+    def to_be_saved(self) -> bool:
+        """Whether a NeXus writer is expected to save this scan."""
+        return bool(self.info.get("save", True)) and str(
+            self.info.get("data_writer", "nexus")) == "nexus"
+
+    def _retention_at_end(self) -> float:
+        """Normal retention once a writer acknowledged the scan (or none will), else the
+        cap that keeps unsaved data in Redis for a writer that is down."""
+        store = self._store
+        if not self.to_be_saved or store.redis.hget(self.key, "acknowledged"):
+            return store.retention
+        return max(store.retention, store.unacked_retention)
+
+    def writer_ready(self, timeout: float = 5.0) -> "SavingReport":
+        """Ask whether a writer listens to this session and can write the scan's file.
+
+        Returns the writer's answer (``READY`` or ``REFUSED`` with the reason), or a
+        ``NO_WRITER`` report when no writer listens or none answered in ``timeout`` s.
+        """
+        from .saving import READY_STATES, SavingReport, wait_report, writer_present
+
+        if not writer_present(self._store, self.session):
+            return SavingReport("NO_WRITER", f"no writer listens to session {self.session!r}")
+        report = wait_report(self._store, self.key, READY_STATES + ("SKIPPED", "FAILED"),
+                             timeout)
+        if report is None:
+            return SavingReport("NO_WRITER", f"no writer answered for {self.label} "
+                                             f"within {timeout:g} s")
+        return report
+
+    def wait_saved(self, timeout: float = 30.0) -> "SavingReport":
+        """Wait for the final saving result of this scan (call after :meth:`end`).
+
+        ``SUCCEEDED``, ``FAILED`` (reason and per-channel counts in ``detail``),
+        ``SKIPPED``, or ``NO_WRITER`` when nothing final came within ``timeout`` s.
+        """
+        from .saving import FINAL_STATES, SavingReport, wait_report, writer_present
+
+        report = wait_report(self._store, self.key, FINAL_STATES, timeout)
+        if report is not None:
+            return report
+        present = writer_present(self._store, self.session)
+        why = ("the writer did not finish" if present else
+               f"no writer listens to session {self.session!r}")
+        return SavingReport("NO_WRITER", f"{self.label} not saved within {timeout:g} s: {why}")
 
     # -- sequences -----------------------------------------------------------------
     def add_child(self, child: "ScanPublisher") -> None:
@@ -182,9 +236,10 @@ class _NodePublisher:
 
     def _xadd(self, fields: Mapping[bytes, Any], n: int) -> None:
         """Append an entry covering points ``count .. count+n-1``."""
-        if self.scan.state == "ENDED":
-            raise ScanStateError(f"{self.scan.label}: {self.node.name!r} sent data after the end")
-        with self._lock:
+        with self._lock:  # end() takes this lock to read the count: no send after END_SCAN
+            if self.scan.state == "ENDED":
+                raise ScanStateError(
+                    f"{self.scan.label}: {self.node.name!r} sent data after the end")
             self.scan._store.redis.xadd(self.node.key, fields, id=P.entry_id(self.count))
             self.count += n
 

@@ -28,15 +28,19 @@ class DataStore:
 
     ``url``: a Redis URL; else the ``REDIS_URL`` environment variable; else
     ``redis://localhost:6379``.  ``retention``: seconds a scan's keys are kept
-    after its end (default 24 h).
+    after its end once a writer acknowledged it saved (default 24 h);
+    ``unacked_retention``: the cap for scans no writer acknowledged (default 72 h),
+    which protects Redis memory when no writer runs.
 
     The protocol version is checked on connect: a database written by another
     version raises :class:`ProtocolVersionError` naming both versions.
     """
 
-    def __init__(self, url: str | None = None, retention: float = P.DEFAULT_RETENTION):
+    def __init__(self, url: str | None = None, retention: float = P.DEFAULT_RETENTION,
+                 unacked_retention: float = P.DEFAULT_UNACKED_RETENTION):
         self.url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
         self.retention = float(retention)
+        self.unacked_retention = float(unacked_retention)
         self.redis = redis.Redis.from_url(self.url)
         self._check_protocol()
 
@@ -98,7 +102,8 @@ class DataStore:
         if parent is not None:
             mapping["parent"] = parent.key
         session_key = P.session_stream_key(session_name)
-        min_id = int((time.time() - self.retention) * 1000)
+        # scans wait up to the unacknowledged cap for a writer: keep announcing them
+        min_id = int((time.time() - max(self.retention, self.unacked_retention)) * 1000)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=mapping)
             pipe.xadd(P.scan_events_key(key), {P.F_EVENT: b"CREATED"})
