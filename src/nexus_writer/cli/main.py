@@ -127,16 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_arguments(validate)
     validate.set_defaults(func=run_validate)
 
-    service = sub.add_parser("service", help="NexusWriterService (not implemented yet)")
-    logs.add_arguments(service)
-    service.set_defaults(func=_service_not_implemented)
+    from .service import add_parsers
+
+    add_parsers(sub)
     return parser
-
-
-def _service_not_implemented(args: argparse.Namespace) -> int:
-    print("NexusWriterService is not implemented yet: run one NexusSessionWriter SESSION "
-          "per session for now.", file=sys.stderr)
-    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
