@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="store_true",
                         help="also run an amesh with EDF files, a ct and a sequence")
     parser.add_argument("--log", default="warning", help="log level")
+    parser.add_argument("--wait-saved", type=float, default=0.5, metavar="S",
+                        help="how long to wait for each scan's saving report (default 0.5)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), format="%(asctime)s %(name)s %(message)s")
     base = args.base_path or tempfile.mkdtemp(prefix="nexus_writer_sim_")
@@ -39,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             SimSession(args.session, redis_url=url, base_path=base, time_scale=args.time_scale))
         for scan in run_some_scans(session, extra=args.extra):
             counts = {n.name: n.count() for n in scan.node.nodes()}
+            # the completeness protocol: did a writer save it?  (NO_WRITER when none runs)
+            saved = scan.wait_saved(timeout=args.wait_saved)
             print(f"{scan.scan_number:3d} {scan.scan_info['title']:<45} {scan.end_reason:<10} "
-                  f"{max(counts.values(), default=0):4d} points max, {len(counts)} nodes")
+                  f"{max(counts.values(), default=0):4d} points max, {len(counts)} nodes, "
+                  f"saved: {saved}")
         print(f"dataset file (for the writer): {session.scan_saving.filename}")
     return 0
 

@@ -10,11 +10,12 @@ from .protocol import DEFAULT_RETENTION, PROTOCOL_VERSION, LimaReference, NodeDe
 from .publish import ChannelPublisher, LimaPublisher, ScanPublisher
 from .saving import SavingReport, SavingReporter, WriterPresence
 from .store import DataStore
-from .walk import EventData, EventType, ScanIterator, ScanTimeoutError, SessionIterator
+from .walk import (EventData, EventType, RedisConnectionLost, ScanIterator, ScanTimeoutError,
+                   SessionIterator)
 
 __all__ = [
     "DEFAULT_RETENTION", "PROTOCOL_VERSION", "ChannelNode", "ChannelPublisher", "DataNode",
     "DataStore", "EventData", "EventType", "LimaNode", "LimaPublisher", "LimaReference",
-    "NodeDef", "NodeRefNode", "SavingReport", "SavingReporter", "WriterPresence", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
+    "NodeDef", "NodeRefNode", "RedisConnectionLost", "SavingReport", "SavingReporter", "WriterPresence", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
     "SessionIterator", "SessionNode",
 ]

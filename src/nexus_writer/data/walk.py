@@ -39,6 +39,10 @@ class EventType(str, enum.Enum):
     NEW_DATA = NEW_DATA_IN_CHANNEL
 
 
+class RedisConnectionLost(NexusWriterError, ConnectionError):
+    """Redis went away during a walk; walk again from ``iterator.position`` to go on."""
+
+
 class ScanTimeoutError(NexusWriterError, TimeoutError):
     """Nothing arrived for a scan within the walk's inactivity timeout."""
 
@@ -106,7 +110,12 @@ class SessionIterator:
         key = self.session.key
         idle_since = time.monotonic()
         while not (stop is not None and stop.is_set()):
-            resp = r.xread({key: self.last_id}, count=100, block=max(1, int(block * 1000)))
+            try:
+                resp = r.xread({key: self.last_id}, count=100, block=max(1, int(block * 1000)))
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                raise RedisConnectionLost(
+                    f"session {self.session.name!r}: lost Redis ({e}); resume after "
+                    f"{self.last_id}") from e
             if not resp:
                 if timeout is not None and time.monotonic() - idle_since > timeout:
                     return
@@ -190,6 +199,8 @@ class ScanIterator:
             try:
                 resp = r.xread(last_ids, count=count,
                                block=None if ended else max(1, int(block * 1000)))
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                raise RedisConnectionLost(f"{scan.label}: lost Redis ({e})") from e
             except redis.ResponseError as e:
                 raise NexusWriterError(f"{scan.label}: reading its streams failed: {e}") from e
             if not resp:

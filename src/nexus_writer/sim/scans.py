@@ -20,7 +20,7 @@ from .chain import MasterRun, TopMaster, name_masters
 from .devices import Axis
 
 if TYPE_CHECKING:
-    from ..data import ScanNode, ScanPublisher
+    from ..data import SavingReport, ScanNode, ScanPublisher
     from .session import SimSession
 
 logger = logging.getLogger(__name__)
@@ -292,6 +292,13 @@ class Scan:
         if done and self.exception is not None:
             raise self.exception
         return done
+
+    def wait_saved(self, timeout: float = 30.0) -> "SavingReport":
+        """The writer's final saving report on this scan (SUCCEEDED, FAILED, SKIPPED),
+        or NO_WRITER when none came within ``timeout`` s.  Needs ``run`` first."""
+        if self.publisher is None:
+            raise RuntimeError(f"scan {self.scan_number}: wait_saved() before run()")
+        return self.publisher.wait_saved(timeout)
 
     def abort(self, wait: bool = True, timeout: float | None = 10.0) -> None:
         """Stop the scan after the current point; it ends with ``USER_ABORT``.
