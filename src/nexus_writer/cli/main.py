@@ -36,8 +36,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                    default="bitshuffle", help="filter for detector data (default bitshuffle)")
     g.add_argument("--inactivity-timeout", dest="inactivity_timeout", type=float, default=300.0,
                    metavar="S", help="fail a scan that sends nothing for S s (0: never)")
-    g.add_argument("--from-start", dest="from_start", action="store_true",
-                   help="also write the scans already retained in Redis")
+    g.add_argument("--only-new", dest="only_new", action="store_true",
+                   help="write only scans started from now on (by default the scans "
+                   "retained in Redis that no writer saved are written too)")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
     logs.add_arguments(parser)
@@ -54,7 +55,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from ..writer import SessionWriter
     from .live import LiveView
 
-    writer = SessionWriter(args.session, args.redis, from_next=not args.from_start,
+    writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
                            **writer_options(args))
     writer.start()
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",

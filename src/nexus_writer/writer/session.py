@@ -1,13 +1,22 @@
-"""``SessionWriter``: follows one session and writes every new scan, live."""
+"""``SessionWriter``: follows one session and writes every scan, live.
+
+It also writes the scans retained in Redis that no writer has saved yet: those
+created while it was down, and those it was writing when it crashed (their
+files are resumed where the last flush left them).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any, Callable
 
-from ..data import DataStore, EventType
+from ..data import DataStore, EventType, WriterPresence
+from ..data.saving import FINAL_STATES
+from ..data.status import publish_status
 from .filewriter import FileWriterPool
 from .options import WriterOptions
 from .scan import ScanWriter
@@ -16,29 +25,40 @@ from .state import ScanState
 
 logger = logging.getLogger(__name__)
 
+#: Scans listed in the status document (the most recent ones).
+STATUS_SCANS = 50
+#: Seconds between reconnection attempts when Redis is away (the last one repeats).
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
 
 class SessionWriter:
     """Writes the scans of ``session`` found in Redis at ``redis_url``.
 
     ``options`` are :class:`WriterOptions` fields (``keepshape=True``...).
-    ``from_next=False`` also writes the retained scans found at start.
+    ``from_next=True`` writes only scans announced after the start; by default the
+    retained scans that no writer saved are written too.
     ``start()`` returns at once; ``stop()`` lets scans in progress finish.
     """
 
-    def __init__(self, session: str, redis_url: str | None = None, from_next: bool = True,
-                 on_change: Callable[[ScanWriter], None] | None = None, **options: Any):
+    def __init__(self, session: str, redis_url: str | None = None, from_next: bool = False,
+                 on_change: Callable[[ScanWriter], None] | None = None,
+                 status_period: float = 1.0, **options: Any):
         self.session = session
         self.options = WriterOptions(**options)
         self.store = DataStore(redis_url)
         self.from_next = from_next
         self.on_change = on_change
+        self.status_period = status_period
         self.pool = FileWriterPool(self.options.flush_period)
         self.writers: dict[str, ScanWriter] = {}
         self._lock = threading.Lock()
         self._stop_listening = threading.Event()
         self._abort_scans = threading.Event()
+        self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._status_thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self.presence = WriterPresence(self.store, session, url=self.store.url)
 
     @property
     def url(self) -> str:
@@ -46,35 +66,69 @@ class SessionWriter:
 
     def start(self) -> "SessionWriter":
         """Listen in a thread; returns once the listener is attached."""
+        self.presence.start()
         self._thread = threading.Thread(target=self._listen, name=f"session:{self.session}",
                                         daemon=True)
         self._thread.start()
+        self._status_thread = threading.Thread(target=self._publish_status, daemon=True,
+                                               name=f"status:{self.session}")
+        self._status_thread.start()
         self._ready.wait(10)
         logger.info("session %s: writer listening on %s", self.session, self.store.url)
         return self
 
     def _listen(self) -> None:
-        session = self.store.get_session_node(self.session)
-        iterator = session.iterator
-        walk = iterator.walk_on_new_events(filter=("scan", "scan_group"),
-                                           from_next=self.from_next, stop=self._stop_listening,
-                                           block=0.2)
-        self._ready.set()
-        try:
-            for event, scan in walk:
-                if event != EventType.NEW_NODE:
-                    continue
-                with self._lock:
-                    if scan.key in self.writers:
-                        continue
-                    writer = ScanWriter(RedisScanSource(scan), self.pool, self.options,
-                                        stop=self._abort_scans, on_change=self.on_change)
-                    self.writers[scan.key] = writer
-                logger.info("%s: new scan", scan.label)
-                writer.start()
-        except Exception:  # noqa: BLE001
-            logger.exception("session %s: listener failed", self.session)
-            raise
+        """Follow the session; on a lost connection, reconnect with backoff and resume."""
+        iterator = self.store.get_session_node(self.session).iterator
+        since = None
+        attempt = 0
+        while not self._stop_listening.is_set():
+            try:
+                walk = iterator.walk_on_new_events(
+                    filter=("scan", "scan_group"), from_next=self.from_next, since=since,
+                    stop=self._stop_listening, block=0.2)
+                self._ready.set()
+                for event, scan in walk:
+                    attempt = 0
+                    if event == EventType.NEW_NODE:
+                        self._new_scan(scan)
+                return
+            except ConnectionError as e:
+                since = iterator.last_id
+                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                logger.warning("session %s: %s; reconnecting in %.1f s", self.session, e, delay)
+                self._stop_listening.wait(delay)
+            except Exception:  # noqa: BLE001
+                logger.exception("session %s: listener failed", self.session)
+                raise
+
+    def _new_scan(self, scan: Any) -> None:
+        with self._lock:
+            if scan.key in self.writers:
+                return
+            saved = scan.store.redis.hget(scan.key, "saving_state")
+            if saved is not None and saved.decode() in FINAL_STATES:
+                logger.debug("%s: saved already (%s)", scan.label, saved.decode())
+                return
+            writer = ScanWriter(RedisScanSource(scan), self.pool, self.options,
+                                stop=self._abort_scans, on_change=self.on_change)
+            self.writers[scan.key] = writer
+        logger.info("%s: new scan", scan.label)
+        writer.start()
+
+    def status(self) -> dict[str, Any]:
+        """This writer's status document (also published in Redis)."""
+        return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
+                "active": len(self.active()),
+                "scans": [w.stats() for w in self.scans()[-STATUS_SCANS:]]}
+
+    def _publish_status(self) -> None:
+        while not self._stopped.wait(self.status_period):
+            try:
+                publish_status(self.store, self.session, self.status())
+            except Exception as e:  # noqa: BLE001 - Redis away: next period
+                logger.debug("session %s: status not published: %s", self.session, e)
 
     def scans(self) -> list[ScanWriter]:
         with self._lock:
@@ -121,6 +175,14 @@ class SessionWriter:
             for writer in self.scans():
                 writer.join(30)
         self.pool.close_all()
+        self._stopped.set()
+        if self._status_thread is not None:
+            self._status_thread.join(5)
+        try:
+            publish_status(self.store, self.session, self.status(), ttl=5)
+        except Exception:  # noqa: BLE001
+            pass
+        self.presence.stop()
         self.store.close()
 
     def summary(self) -> dict[str, int]:
