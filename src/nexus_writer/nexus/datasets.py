@@ -12,6 +12,9 @@ import numpy as np
 
 #: Target chunk size, bytes: large enough for throughput, small enough for live reads.
 CHUNK_BYTES = 1 << 20
+#: Chunk size when the number of points is unknown (timescan): a whole chunk is
+#: allocated at the first point, so 1 MiB per counter would bloat short scans.
+UNKNOWN_LENGTH_CHUNK_BYTES = 64 << 10
 COMPRESSIONS = ("bitshuffle", "gzip", "none")
 
 
@@ -39,6 +42,8 @@ def chunk_shape(dtype: np.dtype, point_shape: Sequence[int], npoints_hint: int,
     along = max(1, CHUNK_BYTES // nbytes)
     if npoints_hint > 0:
         along = min(along, npoints_hint)
+    else:
+        along = min(along, max(1, UNKNOWN_LENGTH_CHUNK_BYTES // nbytes))
     if leading > 1:  # grid: chunk rows of the fast axis
         return (1, min(along, leading)) + point
     return (along,) + point

@@ -3,6 +3,7 @@ and the ``writer`` status group that readers poll."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
 
 import h5py
@@ -46,11 +47,25 @@ def _clean(tree: Mapping[str, Any]) -> dict:
         name = (nexus_name(name) if name else "") + at + attr
         if isinstance(value, Mapping):
             out[name] = _clean(value)
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-            out[name] = np.array(value, dtype=object)
+        elif isinstance(value, (list, tuple)):
+            out[name] = _sequence(value)
         else:
             out[name] = value
     return out
+
+
+def _sequence(values: Sequence[Any]) -> Any:
+    """A list as HDF5 can store it: strings, a numeric array, else its JSON text
+    (lists of dicts, mixed or ragged lists would make ``dicttonx`` fail half-way)."""
+    if values and all(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged
+        array = None
+    if array is not None and array.dtype.kind in "biuf":
+        return array
+    return json.dumps(values, default=str)
 
 
 def write_category(entry: h5py.Group, name: str, tree: Mapping[str, Any]) -> None:
@@ -59,7 +74,11 @@ def write_category(entry: h5py.Group, name: str, tree: Mapping[str, Any]) -> Non
     A key ``"@NX_class"`` in the dict becomes the group's class (``NXcollection`` when
     none); existing groups are completed, never overwritten.
     """
-    dicttonx(_clean(tree), entry.file, h5path=f"{entry.name}/{nexus_name(name)}",
+    tree = _clean(tree)
+    if nexus_name(name) not in entry:
+        # the class first: a failure below must not leave a group without one
+        require_group(entry, nexus_name(name), str(tree["@NX_class"]))
+    dicttonx(tree, entry.file, h5path=f"{entry.name}/{nexus_name(name)}",
              update_mode="add", add_nx_class=False)
 
 

@@ -36,7 +36,15 @@ class Target:
         self.writer: Any = None  # ChannelDataset or CameraDataset
         self.error: BaseException | None = None
         self.on_error = on_error
+        #: One past the highest point index written.
         self.written = 0
+        #: Points below ``written`` that never arrived (gaps in the source).
+        self.missing = 0
+
+    @property
+    def points(self) -> int:
+        """Points actually written (a gap left by missing points is not counted)."""
+        return self.written - self.missing
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -177,6 +185,8 @@ class FileWriter:
                 else:
                     data = [p for part in parts for p in part]
                 target.writer.append(first, data)
+                if first > target.written:
+                    target.missing += first - target.written
                 target.written = max(target.written, first + len(data))
             self._dirty = True
         except Exception as e:  # noqa: BLE001 - one channel's failure is reported, not raised

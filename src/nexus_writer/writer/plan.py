@@ -122,6 +122,9 @@ class ScanPlan:
         return (node.info.get("axis_kind") == "positioner"
                 or self._device_type(self.device_of(node)) == "axis")
 
+    def _is_timer(self, chan: ChannelPlan) -> bool:
+        return self._device_type(self.device_of(chan.node)) == "timer"
+
     def _device_has_spectra(self, device: str) -> bool:
         for name, ch in self.channels_info.items():
             if isinstance(ch, Mapping) and ch.get("device") == device and int(ch.get("dim") or 0) > 0:
@@ -156,6 +159,9 @@ class ScanPlan:
                 meas = display if display.startswith(device) else f"{device}_{display}"
             else:
                 key, base, meas = ("det", node.name), display, display
+                if node.dtype is not None and node.dtype.kind == "b":
+                    # NXdetector data is NX_NUMBER: a flag (shutter open...) is no detector
+                    nx_class = "NXcollection"
         if key not in entry.groups:
             entry.groups[key] = (unique_name(nexus_name(base), entry.group_names), nx_class)
         group = entry.groups[key][0]
@@ -185,6 +191,9 @@ class ScanPlan:
     def plots(self, entry: EntryPlan) -> list[PlotSpec]:
         """The entry's NXdata, in order of preference for ``@default``."""
         counters = [c for c in entry.channels if c.kind == "detector" and c.ndim == 0]
+        # Below motors, the timer's elapsed_time and epoch are 0D detectors too; the
+        # signal a user wants to see is a real counter, so timers go last.
+        counters.sort(key=lambda c: (self._is_timer(c), c.nx_class != "NXdetector"))
         spectra = [c for c in entry.channels if c.kind == "detector" and c.ndim == 1]
         images = [c for c in entry.channels if (c.kind == "camera" and c.nx_class == "NXdetector")
                   or (c.kind == "detector" and c.ndim == 2)]

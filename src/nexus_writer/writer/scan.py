@@ -40,6 +40,29 @@ class EntryExistsError(NexusWriterError, FileExistsError):
     """The scan's entry is already in the file: never overwritten."""
 
 
+def _entry_order(name: str) -> tuple[int, int] | None:
+    """``"12.2"`` -> ``(12, -2)``: later scans first, then the first top master."""
+    number, _, index = name.partition(".")
+    try:
+        return int(number), -int(index)
+    except ValueError:
+        return None
+
+
+def _shown_before(current: Any, candidate: str, f: h5py.File) -> bool:
+    """Whether the root ``@default`` should move from ``current`` to entry ``candidate``.
+
+    Scans of one file are written in parallel and finish in any order: the file
+    shows the latest scan, not the last one whose plots happened to be written.
+    """
+    if isinstance(current, bytes):
+        current = current.decode()
+    if not current or current not in f:
+        return True
+    old, new = _entry_order(str(current)), _entry_order(candidate)
+    return old is None or new is None or new >= old
+
+
 class ScanWriter:
     """Writes one scan.  ``start()`` runs it in a thread; ``state`` tells how it went."""
 
@@ -96,7 +119,7 @@ class ScanWriter:
         """What the live view and status show: counts per channel and state."""
         channels = {}
         for name, target in self.targets.items():
-            channels[name] = {"received": self.received.get(name, 0), "written": target.written,
+            channels[name] = {"received": self.received.get(name, 0), "written": target.points,
                               "published": (self.published or {}).get(name)}
         return {"scan": self.source.number, "key": self.source.key,
                 "title": str(self.info.get("title", "")), "state": self.state.name,
@@ -213,6 +236,28 @@ class ScanWriter:
             require_group(group, "instrument", "NXinstrument")
             require_group(group, "measurement", "NXcollection")
             metadata.write_writer_status(group, "STARTING")
+        self._link_to_sequence(f)
+
+    def _link_to_sequence(self, f: h5py.File) -> None:
+        """``/{sequence}.1/subscans/scan_{n}`` when this scan's sequence is in this file.
+
+        The sequence links its children at its own end too; a child whose writer
+        starts after that (both end at once) would be missed without this.
+        """
+        assert self.plan is not None
+        parent = self.info.get("parent")
+        number = parent.get("scan_nb") if isinstance(parent, Mapping) else None
+        if number is None:
+            return
+        try:
+            sequence = f.get(f"/{int(number)}.1")
+            if not isinstance(sequence, h5py.Group):
+                return  # saved in another file, or not at all
+            subscans = require_group(sequence, "subscans", "NXcollection")
+            first = next(iter(self.plan.entries.values())).name
+            soft_link(subscans, f"scan_{self.source.number}", f"/{first}")
+        except (ValueError, TypeError) as e:
+            self._problem(f"not linked from sequence {number}: {e}")
 
     def _write_status(self, f: h5py.File, state: ScanState, reason: str = "",
                       extra: Mapping[str, Any] | None = None) -> None:
@@ -271,7 +316,8 @@ class ScanWriter:
                 write_plot(group, spec)
         if specs and specs[0].name in group:
             group.attrs["default"] = specs[0].name
-            f.attrs["default"] = entry.name
+            if _shown_before(f.attrs.get("default"), entry.name, f):
+                f.attrs["default"] = entry.name
 
     def _channel_failed(self, name: str, exc: BaseException) -> None:
         self._problem(f"channel {name!r} not written: {type(exc).__name__}: {exc}")
@@ -313,13 +359,14 @@ class ScanWriter:
         missing = []
         for name, target in self.targets.items():
             expected = (self.published or {}).get(name, self.received.get(name, 0))
-            if target.error is not None or target.written < expected:
+            if target.error is not None or target.points < expected:
                 why = f": {target.error}" if target.error is not None else ""
-                missing.append(f"{name} {target.written}/{expected} points{why}")
+                missing.append(f"{name} {target.points}/{expected} points{why}")
         if self.published is None and self.state == ScanState.RUNNING:
             missing.append("no end of scan received")
         if missing:
-            self._fail("incomplete: " + "; ".join(missing))
+            # the problems say which points are missing and why
+            self._fail("incomplete: " + "; ".join(missing + self.problems))
         elif self.problems and self.state == ScanState.RUNNING:
             self._fail("; ".join(self.problems))
 
@@ -330,7 +377,7 @@ class ScanWriter:
         extra = {
             "end_reason": str(self.end_reason or info.get("end_reason") or "unknown"),
             "channels": names or [""],
-            "points_written": [self.targets[n].written for n in names] or [0],
+            "points_written": [self.targets[n].points for n in names] or [0],
             "points_published": [(self.published or {}).get(n, -1) for n in names] or [0],
         }
         for entry in self.plan.entries.values():
@@ -356,8 +403,11 @@ class ScanWriter:
                     target = f"/{number}.1"
                     if target in f:
                         soft_link(subscans, f"scan_{number}", target)
-                    else:
-                        self._problem(f"child scan {number} has no entry in {self.filename}")
+                    else:  # not written yet (or elsewhere): a child links itself (below)
+                        logger.debug("%s: child scan %d has no entry in %s yet", self.label,
+                                     number, self.filename)
+            if self.problems:  # in the file too, not only in the log
+                extra["problems"] = list(self.problems)
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
             write_field(group, "end_time", str(info.get("end_time") or now_iso()))
 
