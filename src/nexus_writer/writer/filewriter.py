@@ -8,7 +8,9 @@ writes.  Consecutive appends to the same dataset are merged into one write.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
@@ -18,6 +20,7 @@ from typing import Any, Callable
 import h5py
 import numpy as np
 
+from ..errors import NexusWriterError
 from ..nexus.groups import open_file
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,45 @@ logger = logging.getLogger(__name__)
 QUEUE_SIZE = 256
 #: Bytes merged into one write at most.
 MERGE_BYTES = 16 << 20
+
+
+class FileLockedError(NexusWriterError, BlockingIOError):
+    """Another process holds an exclusive lock on the dataset file."""
+
+
+def lock_holder(path: str) -> str | None:
+    """Who holds an exclusive lock on ``path`` ("pid N (command)"), or None.
+
+    HDF5 locks files with ``flock``; a shared lock attempt fails only against an
+    exclusive holder (another writer), never against readers.
+    """
+    if not os.path.exists(path):
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        inode = os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                parts = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+                if len(parts) >= 6 and parts[5].rsplit(":", 1)[-1] == str(inode):
+                    pid = parts[4]
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as c:
+                            cmd = c.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                    except OSError:
+                        cmd = "?"
+                    return f"pid {pid} ({cmd[:80]})"
+    except OSError:
+        pass
+    return "a process this system does not name"
 
 
 class Target:
@@ -84,6 +126,8 @@ class FileWriter:
         self._dirty = False
         self._last_flush = time.monotonic()
         self.users = 0
+        #: Called in the file thread after each successful flush (progress records).
+        self.flush_listeners: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._run, name=f"h5:{path}", daemon=True)
         self._thread.start()
 
@@ -110,6 +154,12 @@ class FileWriter:
     # -- the file thread -----------------------------------------------------------
     def _open(self) -> h5py.File:
         if self._file is None:
+            holder = lock_holder(self.path)
+            if holder is not None:
+                raise FileLockedError(
+                    f"{self.path} is locked for writing by another process ({holder}); "
+                    "two writers on one file would corrupt it: stop that process or "
+                    "save to another file")
             self._file = open_file(self.path)
         return self._file
 
@@ -202,8 +252,14 @@ class FileWriter:
                 self._file.flush()
             except Exception:  # noqa: BLE001
                 logger.exception("%s: flush failed", self.path)
+                return
             self._dirty = False
             self._last_flush = now
+            for listener in list(self.flush_listeners):
+                try:
+                    listener()
+                except Exception:  # noqa: BLE001 - a progress record must not stop writing
+                    logger.exception("%s: flush listener failed", self.path)
 
     def _close(self) -> None:
         if self._file is not None:

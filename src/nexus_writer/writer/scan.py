@@ -31,6 +31,9 @@ from .state import SavingState, ScanState
 
 logger = logging.getLogger(__name__)
 
+#: Seconds between reconnection attempts when Redis is away (the last one repeats).
+RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
 
 class SavingError(NexusWriterError, OSError):
     """The dataset file cannot be written (directory, permissions, disk space)."""
@@ -89,6 +92,9 @@ class ScanWriter:
         self._fw: FileWriter | None = None
         self._entries_created = False
         self._thread: threading.Thread | None = None
+        #: Resuming a file this scan's writer left unfinished (crash, kill -9).
+        self.resumed = False
+        self._position: dict[str, int] = {}
 
     # -- public --------------------------------------------------------------------
     @property
@@ -142,10 +148,39 @@ class ScanWriter:
                     logger.exception("%s: could not record the failure in the file", self.label)
         finally:
             if self._fw is not None:
+                if self._on_flush in self._fw.flush_listeners:
+                    self._fw.flush_listeners.remove(self._on_flush)
                 self.pool.release(self._fw)
                 self._fw = None
             self.finished = time.time()
+            self._report_final()
             self._changed()
+
+    def _report(self, state: str, reason: str = "", **detail: Any) -> None:
+        """Tell the acquisition side (Redis); a lost connection is logged, not raised."""
+        try:
+            self.source.report(state, reason, **detail)
+        except Exception as e:  # noqa: BLE001
+            logger.warning("%s: saving state %s not reported: %s", self.label, state, e)
+
+    def _report_final(self) -> None:
+        if not self.state.final:
+            return
+        channels = {name: {"written": t.points, "published": (self.published or {}).get(name)}
+                    for name, t in self.targets.items()}
+        self._report(self.state.name, self.saving.reason, file=self.filename,
+                     entries=self.entries, channels=channels, problems=self.problems,
+                     end_reason=self.end_reason)
+
+    def _on_flush(self) -> None:
+        """In the file thread, after a flush: what is durable, for a resume."""
+        flushed = {name: t.written for name, t in self.targets.items()
+                   if t.error is None and not isinstance(t.writer, CameraDataset)}
+        if flushed:
+            try:
+                self.source.save_progress(flushed)
+            except Exception as e:  # noqa: BLE001
+                logger.debug("%s: progress not recorded: %s", self.label, e)
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -164,40 +199,76 @@ class ScanWriter:
             self.saving.skip(f"not saved by this writer (save={info.get('save', True)}, "
                              f"data_writer={info.get('data_writer')!r})")
             logger.info("%s: skipped (%s)", self.label, self.saving.reason)
-            return
+            return  # reported by run()
         filename = info.get("filename")
         if not filename:
             raise SavingError(f"{self.label}: scan_info has no 'filename'; nothing to write to")
         self.filename = str(filename)
         self._check_destination(self.filename)
-        self.plan = ScanPlan(self.source.number, info, self.options)
+        try:
+            self.plan = ScanPlan(self.source.number, info, self.options)
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
+            raise SavingError(f"{self.label}: malformed scan_info ({type(e).__name__}: {e}); "
+                              "fix the producer's acquisition_chain/channels/npoints") from e
         self._fw = self.pool.acquire(self.filename)
         self._fw.call(self._create_entries)
         self._entries_created = True
+        if self.resumed:
+            self._position = self.source.saved_progress()
+            logger.warning("%s: resuming %s in %s from %s", self.label, ", ".join(self.entries),
+                           self.filename, self._position or "the start")
+        self.received.update(self._position)
+        self._fw.flush_listeners.append(self._on_flush)
+        self._report("READY", file=self.filename, entries=self.entries)
         self.saving.run()
         self._fw.submit(lambda f: self._write_status(f, ScanState.RUNNING))
+        self._report("RUNNING", file=self.filename, entries=self.entries)
         logger.info("%s: writing %s into %s", self.label, ", ".join(self.entries), self.filename)
         self._changed()
-        timeout = self.options.inactivity_timeout or None
-        for event in self.source.events(stop=self.stop_event, timeout=timeout):
-            if isinstance(event, DataBatch):
-                self._on_data(event.node, event.first_index, event.data)
-            elif isinstance(event, FramesSaved):
-                self._on_data(event.node, event.first_index, event.refs)
-            elif isinstance(event, NodeAdded):
-                self._on_node(event)
-            elif isinstance(event, ChildScans):
-                self.children.extend(event.scans)
-            elif isinstance(event, SourceError):
-                self._problem(event.message)
-            elif isinstance(event, ScanEnded):
-                self.end_reason = event.reason
-                self.published = dict(event.published) if event.published is not None else None
-                break
-        else:
-            if self.stop_event.is_set():
-                raise NexusWriterError(f"{self.label}: writer stopped before the end of the scan")
+        self._follow()
         self._finalize()
+
+    def _follow(self) -> None:
+        """Consume the source to its end; when Redis goes away, reconnect with backoff
+        and go on from the points received (no gap, no duplicate)."""
+        timeout = self.options.inactivity_timeout or None
+        attempt, lost_since = 0, None
+        while True:
+            try:
+                for event in self.source.events(position=dict(self.received),
+                                                stop=self.stop_event, timeout=timeout):
+                    attempt, lost_since = 0, None
+                    if isinstance(event, DataBatch):
+                        self._on_data(event.node, event.first_index, event.data)
+                    elif isinstance(event, FramesSaved):
+                        self._on_data(event.node, event.first_index, event.refs)
+                    elif isinstance(event, NodeAdded):
+                        self._on_node(event)
+                    elif isinstance(event, ChildScans):
+                        self.children.extend(event.scans)
+                    elif isinstance(event, SourceError):
+                        self._problem(event.message)
+                    elif isinstance(event, ScanEnded):
+                        self.end_reason = event.reason
+                        self.published = (dict(event.published) if event.published is not None
+                                          else None)
+                        return
+                if self.stop_event.is_set():
+                    raise NexusWriterError(
+                        f"{self.label}: writer stopped before the end of the scan")
+                return
+            except ConnectionError as e:
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if timeout is not None and now - lost_since > timeout:
+                    raise NexusWriterError(f"{self.label}: Redis unreachable for {timeout:g} s "
+                                           f"({e}); no end of scan received") from e
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                attempt += 1
+                logger.warning("%s: %s; reconnecting in %.1f s", self.label, e, delay)
+                if self.stop_event.wait(delay):
+                    raise NexusWriterError(
+                        f"{self.label}: writer stopped while Redis was unreachable") from e
 
     def _problem(self, message: str) -> None:
         self.problems.append(message)
@@ -225,18 +296,33 @@ class ScanWriter:
     # -- file operations (run in the file thread) ----------------------------------
     def _create_entries(self, f: h5py.File) -> None:
         assert self.plan is not None
+        existing = [e.name for e in self.plan.entries.values() if e.name in f]
+        for name in existing:
+            if not self._own_unfinished(f[name]):
+                raise EntryExistsError(f"{self.label}: entry {name} exists already in "
+                                       f"{self.filename}; it is never overwritten")
+        self.resumed = bool(existing)
         for entry in self.plan.entries.values():
             if entry.name in f:
-                raise EntryExistsError(f"{self.label}: entry {entry.name} exists already in "
-                                       f"{self.filename}; it is never overwritten")
-        for entry in self.plan.entries.values():
+                continue
             group = require_group(f, entry.name, "NXentry")
             write_field(group, "title", str(self.info.get("title", "")))
             write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
             require_group(group, "instrument", "NXinstrument")
             require_group(group, "measurement", "NXcollection")
-            metadata.write_writer_status(group, "STARTING")
+            metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
         self._link_to_sequence(f)
+
+    def _own_unfinished(self, entry: h5py.Group) -> bool:
+        """Whether ``entry`` was started for this very scan and never finished."""
+        writer = entry.get("writer")
+        if not isinstance(writer, h5py.Group) or "end_time" in entry:
+            return False
+        key = writer.get("scan_key")
+        value = key[()] if isinstance(key, h5py.Dataset) else None
+        if isinstance(value, bytes):
+            value = value.decode()
+        return value == self.source.key
 
     def _link_to_sequence(self, f: h5py.File) -> None:
         """``/{sequence}.1/subscans/scan_{n}`` when this scan's sequence is in this file.
@@ -276,6 +362,7 @@ class ScanWriter:
         entry = self.plan.entries[next(k for k, e in self.plan.entries.items()
                                        if e.name == chan.entry)]
         target = self.targets[node.name] = Target(node.name, self._channel_failed)
+        target.written = self._position.get(node.name, 0)  # durable before a crash
         self.received.setdefault(node.name, 0)
 
         def create(f: h5py.File) -> None:
@@ -302,6 +389,9 @@ class ScanWriter:
                                  node.dtype, int(node.info.get("frames_per_file", 1)), fmt,
                                  self.options.compression)
         grid = entry.grid if self.options.keepshape else None
+        existing = group.get(chan.field)
+        if self.resumed and isinstance(existing, h5py.Dataset):
+            return ChannelDataset(existing, node.shape, grid)
         return ChannelDataset.create(group, chan.field, node.dtype, node.shape, entry.npoints,
                                      self.options.compression, grid=grid, units=units)
 

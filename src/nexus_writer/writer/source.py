@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping, Protocol, Union
 
 import numpy as np
 
-from ..data import DataStore, EventType, ScanNode, ScanTimeoutError
+from ..data import DataStore, EventType, SavingReporter, ScanNode, ScanTimeoutError
 from ..nexus.camera import FrameRef
 
 
@@ -107,6 +107,15 @@ class ScanSource(Protocol):
     def position(self) -> dict[str, int]:
         """Next point index per node name, after the last event yielded."""
 
+    def report(self, state: str, reason: str = "", **detail: Any) -> None:
+        """Tell the acquisition side how saving goes (READY, RUNNING, SUCCEEDED...)."""
+
+    def save_progress(self, flushed: Mapping[str, int]) -> None:
+        """Record the points durably in the file per channel (for resume)."""
+
+    def saved_progress(self) -> dict[str, int]:
+        """What :meth:`save_progress` recorded last (empty when nothing)."""
+
 
 class RedisScanSource:
     """A scan of the native Redis protocol."""
@@ -117,6 +126,16 @@ class RedisScanSource:
         self.number = scan.number
         self.session = scan.session
         self._iterator = scan.iterator
+        self._reporter = SavingReporter(scan.store, scan.key)
+
+    def report(self, state: str, reason: str = "", **detail: Any) -> None:
+        self._reporter.report(state, reason, **detail)
+
+    def save_progress(self, flushed: Mapping[str, int]) -> None:
+        self._reporter.progress(flushed)
+
+    def saved_progress(self) -> dict[str, int]:
+        return self._reporter.saved_progress()
 
     @classmethod
     def from_key(cls, store: DataStore, key: str) -> "RedisScanSource":
