@@ -7,7 +7,7 @@ references, ``start`` / ``end``.  Listener: :meth:`DataStore.get_session_node` -
 
 from .nodes import ChannelNode, DataNode, LimaNode, NodeRefNode, ScanNode, SessionNode
 from .protocol import DEFAULT_RETENTION, PROTOCOL_VERSION, LimaReference, NodeDef
-from .publish import ChannelPublisher, LimaPublisher, ScanPublisher
+from .publish import ChannelPublisher, LimaPublisher, ScanPublisher, deep_update
 from .saving import SavingReport, SavingReporter, WriterPresence
 from .store import DataStore
 from .walk import (EventData, EventType, RedisConnectionLost, ScanIterator, ScanTimeoutError,
@@ -17,5 +17,5 @@ __all__ = [
     "DEFAULT_RETENTION", "PROTOCOL_VERSION", "ChannelNode", "ChannelPublisher", "DataNode",
     "DataStore", "EventData", "EventType", "LimaNode", "LimaPublisher", "LimaReference",
     "NodeDef", "NodeRefNode", "RedisConnectionLost", "SavingReport", "SavingReporter", "WriterPresence", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
-    "SessionIterator", "SessionNode",
+    "SessionIterator", "SessionNode", "deep_update",
 ]

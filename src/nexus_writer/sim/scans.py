@@ -16,6 +16,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from ..data import deep_update
 from .chain import MasterRun, TopMaster, name_masters
 from .devices import Axis
 
@@ -26,16 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PUBLISHER = "nexus_writer.sim"
-
-
-def merge(target: dict, update: Mapping[str, Any]) -> dict:
-    """Merge ``update`` into ``target``: nested dicts merged, other values replaced."""
-    for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(target.get(k), dict):
-            merge(target[k], v)
-        else:
-            target[k] = v
-    return target
 
 
 def now_iso() -> str:
@@ -89,9 +80,9 @@ class Scan:
         self._threads: list[threading.Thread] = []  # running this scan: no wait in abort()
         self.scan_info: dict[str, Any] = self._build_info(title, data_dim, npoints)
         if extra_info:
-            merge(self.scan_info, extra_info)
+            deep_update(self.scan_info, extra_info)
         if scan_info:
-            merge(self.scan_info, scan_info)
+            deep_update(self.scan_info, scan_info)
 
     # -- scan_info -----------------------------------------------------------------
     def _build_info(self, title: str, data_dim: int, npoints: int | None) -> dict[str, Any]:
