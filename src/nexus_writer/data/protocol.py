@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 import numpy as np
@@ -74,7 +75,7 @@ def entry_id(first_index: int) -> str:
 def first_index_of(stream_id: bytes | str) -> int:
     """Inverse of :func:`entry_id`."""
     if isinstance(stream_id, bytes):
-        stream_id = stream_id.decode()
+        return int(stream_id[:stream_id.index(b"-")])
     return int(stream_id.split("-", 1)[0])
 
 
@@ -118,16 +119,18 @@ class NodeDef:
     unit: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    # Cached (the listener asks for them for every entry it decodes); a frozen
+    # dataclass without __slots__ accepts cached_property.
+    @cached_property
     def variable(self) -> bool:
         """Whether points may have different shapes."""
         return any(d < 0 for d in self.shape)
 
-    @property
+    @cached_property
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
 
-    @property
+    @cached_property
     def point_nbytes(self) -> int:
         """Bytes of one point (fixed-shape channels only)."""
         return int(math.prod(self.shape)) * self.np_dtype.itemsize

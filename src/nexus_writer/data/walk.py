@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import redis
 
 from ..errors import MalformedEntryError, NexusWriterError
@@ -23,8 +24,10 @@ from .nodes import DataNode, ScanNode, SessionNode, make_node
 
 logger = logging.getLogger(__name__)
 
-#: Bytes one read may bring back, spread over the streams read.
-READ_BUDGET = 64 * 2**20
+#: Bytes one read may bring back, spread over the streams read.  A few MiB: bigger
+#: replies are slower to receive (fresh memory page-faulted for every reply) and
+#: the listener holds two of them at worst.
+READ_BUDGET = 8 * 2**20
 
 
 class EventType(str, enum.Enum):
@@ -41,6 +44,9 @@ class EventType(str, enum.Enum):
 
 class RedisConnectionLost(NexusWriterError, ConnectionError):
     """Redis went away during a walk; walk again from ``iterator.position`` to go on."""
+
+
+_NEW_DATA = EventType.NEW_DATA_IN_CHANNEL
 
 
 class ScanTimeoutError(NexusWriterError, TimeoutError):
@@ -97,7 +103,11 @@ class SessionIterator:
         if since is not None:
             self.last_id = since
         elif from_next:
-            last = r.xrevrange(key, count=1)
+            try:
+                last = r.xrevrange(key, count=1)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                raise RedisConnectionLost(
+                    f"session {self.session.name!r}: lost Redis ({e})") from e
             self.last_id = last[0][0].decode() if last else "0-0"
         else:
             self.last_id = "0-0"
@@ -122,7 +132,7 @@ class SessionIterator:
                 continue
             idle_since = time.monotonic()
             for entry_id, fields in resp[0][1]:
-                self.last_id = entry_id.decode()
+                previous, self.last_id = self.last_id, entry_id.decode()
                 event = fields.get(P.F_EVENT, b"").decode()
                 if event not in ("NEW_NODE", "END_SCAN"):
                     continue
@@ -136,6 +146,11 @@ class SessionIterator:
                 except KeyError:
                     logger.debug("session %s: scan %s expired, skipped", self.session.name, scan.key)
                     continue
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    self.last_id = previous  # this scan is not yielded yet
+                    raise RedisConnectionLost(
+                        f"session {self.session.name!r}: lost Redis ({e}); resume after "
+                        f"{self.last_id}") from e
                 if types is None or scan_type in types:
                     yield EventType(event), scan
 
@@ -195,7 +210,7 @@ class ScanIterator:
             # Until an entry size is known, assume big entries: a first read of 1024
             # camera-sized entries would blow the budget.
             entry_size = max_entry or max(1, READ_BUDGET // 4)
-            count = max(4, min(1024, READ_BUDGET // max(1, len(last_ids)) // entry_size))
+            count = max(1, min(1024, READ_BUDGET // max(1, len(last_ids)) // entry_size))
             try:
                 resp = r.xread(last_ids, count=count,
                                block=None if ended else max(1, int(block * 1000)))
@@ -251,13 +266,38 @@ class ScanIterator:
                                 yield error(scan, f"bad END_SCAN counts: {e}", stream=stream)
                     continue
                 node = nodes[stream]
+                last_ids[stream] = entries[-1][0].decode()
+                definition = node.definition
+                if with_data and definition.type == "channel" and not definition.variable:
+                    # The bulk of the data: fixed-shape channels, decoded inline.  An
+                    # entry that does not check out goes the general way (its error).
+                    name, shape = definition.name, definition.shape
+                    dtype, point_nbytes = definition.np_dtype, definition.point_nbytes
+                    position = self.position
+                    for entry_id, fields in entries:
+                        raw = fields.get(P.F_DATA)
+                        n_field = fields.get(P.F_COUNT)
+                        n = int(n_field) if n_field is not None and n_field.isdigit() else -1
+                        if raw is None or n < 0 or len(raw) != n * point_nbytes:
+                            yield from self._entry(node, entry_id, fields, with_data, out, error)
+                            continue
+                        if len(raw) > max_entry:
+                            max_entry = len(raw)
+                        first = int(entry_id[:entry_id.index(b"-")])
+                        expected = position.get(name, 0)
+                        if first > expected:
+                            yield error(node, f"{name!r}: points {expected}..{first - 1} are "
+                                              "missing", first_index=expected,
+                                        missing=[expected, first])
+                        position[name] = first + n
+                        yield (_NEW_DATA, node,
+                               EventData(first, np.frombuffer(raw, dtype).reshape((n, *shape))))
+                    continue
                 for entry_id, fields in entries:
-                    last_ids[stream] = entry_id.decode()
                     size = len(fields.get(P.F_DATA, b""))
                     if size > max_entry:
                         max_entry = size
-                    for item in self._entry(node, entry_id, fields, with_data, out, error):
-                        yield item
+                    yield from self._entry(node, entry_id, fields, with_data, out, error)
             # Free this read before the next one: else two reads' worth are held.
             resp = entries = None  # type: ignore[assignment]
         for name, published in (self.published or {}).items():
@@ -295,9 +335,10 @@ class ScanIterator:
 
     @staticmethod
     def _decode(node: DataNode, first: int, n: int, fields: dict) -> Any:
-        kind = node.type
+        definition = node.definition
+        kind = definition.type
         if kind == "channel":
-            return P.decode_points(node.definition, fields)
+            return P.decode_points(definition, fields)
         if kind == "lima":
             return [P.lima_reference(node.definition.info, i) for i in range(first, first + n)]
         try:
@@ -311,7 +352,10 @@ class ScanIterator:
         and the tail of an entry straddling ``start`` is yielded here."""
         last_ids[node.key] = f"{start}-0"  # just below entry_id(start)
         r = self.scan.store.redis
-        before = r.xrevrange(node.key, max="(" + P.entry_id(start), min="-", count=1)
+        try:
+            before = r.xrevrange(node.key, max="(" + P.entry_id(start), min="-", count=1)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise RedisConnectionLost(f"{self.scan.label}: lost Redis ({e})") from e
         if not before:
             return
         entry_id, fields = before[0]
