@@ -4,6 +4,7 @@ minimal scan_info, scans that never end, a writer that attaches late or is stopp
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
@@ -101,8 +102,9 @@ def test_odd_channel_names_and_minimal_scan_info(store, data_dir, writer_factory
     assert report.errors == 0 and report.warnings == 0, report.messages
 
 
-def test_scan_that_never_ends(store, data_dir, writer_factory):
-    """No end of scan: after the inactivity timeout the scan is FAILED, with what came."""
+def test_scan_that_never_ends(store, data_dir, writer_factory, caplog):
+    """No end of scan (the producer died): after the inactivity timeout the scan is
+    FAILED, with what came, and says so in the log, in Redis and in the file."""
     filename = str(data_dir / "stuck.h5")
     channels = {"timer:elapsed_time": {"device": "timer", "dim": 0, "unit": "s"},
                 "ctrl:diode": {"device": "diode", "dim": 0, "unit": ""}}
@@ -117,6 +119,15 @@ def test_scan_that_never_ends(store, data_dir, writer_factory):
     assert time.monotonic() - started < 10
     assert sw.state == ScanState.FAILED
     assert "no new event for 1 s" in sw.saving.reason, sw.saving.reason
+    assert sw.saving.reason.startswith("scan 1 of session 'test_session': ")
+    assert "no end of scan received" in sw.saving.reason
+    saved = pub.wait_saved(timeout=5)  # what the producer's side hears, had it survived
+    assert saved.state == "FAILED" and saved.reason == sw.saving.reason
+    assert saved.detail["channels"] == {name: {"written": 4, "published": None}
+                                        for name in channels}
+    assert saved.detail["end_reason"] is None
+    assert any(r.levelno == logging.ERROR and "no end of scan received" in r.getMessage()
+               for r in caplog.records)
     with h5py.File(filename, "r", locking=False) as f:
         entry = f["1.1"]
         assert decode(entry["writer/status"][()]) == "FAILED"

@@ -66,12 +66,12 @@ def run_session_writer(args: argparse.Namespace) -> int:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
-        writer.stop_listening()
-        active = writer.active()
-        if active:
-            print(f"finishing {len(active)} scan(s) in progress; Ctrl-C again to abort them",
-                  file=sys.stderr)
-        try:
+        try:  # a second Ctrl-C, wherever it lands, aborts the scans in progress
+            writer.stop_listening()
+            active = writer.active()
+            if active:
+                print(f"finishing {len(active)} scan(s) in progress; Ctrl-C again to abort "
+                      "them", file=sys.stderr)
             while writer.active():
                 time.sleep(0.2)
         except KeyboardInterrupt:

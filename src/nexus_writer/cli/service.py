@@ -62,7 +62,14 @@ def run_service(args: argparse.Namespace) -> int:
         print(f"nexus-writer service {args.action}: give a SESSION", file=sys.stderr)
         return 2
     if args.action == "add":
-        config.sessions[args.session] = cfg.SessionConfig(args.session, args.redis)
+        current = config.sessions.get(args.session)
+        if current is None:
+            config.sessions[args.session] = cfg.SessionConfig(args.session, args.redis)
+        elif args.redis is None or args.redis == current.redis:
+            print(f"session {args.session!r} is in {path} already", file=sys.stderr)
+            return 0
+        else:  # keeps the session's writer options; only its Redis changes
+            current.redis = args.redis
     elif config.sessions.pop(args.session, None) is None:
         print(f"session {args.session!r} is not in {path}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+import redis
 
 from ..errors import DataValidationError, ScanStateError
 from . import protocol as P
@@ -53,6 +54,8 @@ class ScanPublisher:
         self._names: set[str] = set()
         self._lock = threading.Lock()
         self._children: _NodeRefPublisher | None = None
+        self._end_sent = False
+        self._end_pending = False
 
     @property
     def label(self) -> str:
@@ -119,34 +122,61 @@ class ScanPublisher:
             self._store.redis.hset(self.key, "info", P.dumps(self.info))
 
     def end(self, reason: str = "SUCCESS") -> None:
-        """End the scan once all its data has been sent; starts the retention clock."""
+        """End the scan once all its data has been sent; starts the retention clock.
+
+        Sends are refused from the call on.  If Redis cannot be reached, the error is
+        raised and ``end()`` may be called again: the scan ends exactly once.
+        """
         if reason not in P.END_REASONS:
             raise ValueError(f"{self.label}: end reason must be one of {P.END_REASONS}, not {reason!r}")
         with self._lock:
-            if self.state == "ENDED":
+            if self.state == "ENDED" and not self._end_pending:
                 raise ScanStateError(f"{self.label}: end() called twice")
-            self.state = "ENDED"
-            counts = {}
-            for n in self._nodes:
-                with n._lock:  # waits for a send in progress
-                    counts[n.node.name] = n.count
-            self.info.setdefault("end_reason", reason)
-            r = self._store.redis
-            keys = [self.key, P.scan_events_key(self.key)] + [n.node.key for n in self._nodes]
-            ttl = max(1, int(round(self._retention_at_end())))
-            with r.pipeline(transaction=True) as pipe:
-                pipe.hset(self.key, mapping={"state": "ENDED", "end_reason": reason,
-                                             "info": P.dumps(self.info),
-                                             "keys": P.dumps(keys)})
-                pipe.xadd(P.scan_events_key(self.key), {P.F_EVENT: b"END_SCAN",
-                                                        P.F_REASON: reason,
-                                                        P.F_COUNTS: P.dumps(counts)})
-                pipe.xadd(P.session_stream_key(self.session),
-                          {P.F_EVENT: b"END_SCAN", P.F_SCAN: self.key})
-                for k in keys:
-                    pipe.expire(k, ttl)
-                pipe.execute()
+            self.state = "ENDED"  # from now on sends are refused
+            # Until the end reached Redis, end() may be called again (Redis away).
+            self._end_pending = True
+            self._end(reason)
+            self._end_pending = False
         logger.debug("%s ended (%s)", self.label, reason)
+
+    def _end(self, reason: str) -> None:
+        r = self._store.redis
+        if self._end_sent and r.hget(self.key, "state") == b"ENDED":
+            return  # an earlier end() reached Redis, only its reply was lost
+        counts = {}
+        for n in self._nodes:
+            with n._lock:  # waits for a send in progress
+                counts[n.node.name] = n.count
+        self.info.setdefault("end_reason", reason)
+        keys = [self.key, P.scan_events_key(self.key)] + [n.node.key for n in self._nodes]
+        retention = self._retention_at_end()
+        ttl = max(1, int(round(retention)))
+        # the writer's saving reports expire with the scan
+        expiring = keys + [f"{self.key}:saving"]
+        with r.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key, mapping={"state": "ENDED", "end_reason": reason,
+                                         "info": P.dumps(self.info),
+                                         "keys": P.dumps(keys),
+                                         # the producer's retention, applied by the
+                                         # writer that acknowledges the scan
+                                         "retention": repr(self._store.retention)})
+            pipe.xadd(P.scan_events_key(self.key), {P.F_EVENT: b"END_SCAN",
+                                                    P.F_REASON: reason,
+                                                    P.F_COUNTS: P.dumps(counts)})
+            pipe.xadd(P.session_stream_key(self.session),
+                      {P.F_EVENT: b"END_SCAN", P.F_SCAN: self.key})
+            for k in expiring:
+                pipe.expire(k, ttl)
+            self._end_sent = True
+            pipe.execute()
+        if retention > self._store.retention and r.hget(self.key, "acknowledged"):
+            # A writer acknowledged between the check above and the transaction
+            # (it saw no "keys" yet, so it only set the flag): normal retention.
+            normal = max(1, int(round(self._store.retention)))
+            with r.pipeline(transaction=False) as pipe:
+                for k in expiring:
+                    pipe.expire(k, normal)
+                pipe.execute()
 
     # -- the saving-completeness protocol ------------------------------------------
     @property
@@ -240,7 +270,17 @@ class _NodePublisher:
             if self.scan.state == "ENDED":
                 raise ScanStateError(
                     f"{self.scan.label}: {self.node.name!r} sent data after the end")
-            self.scan._store.redis.xadd(self.node.key, fields, id=P.entry_id(self.count))
+            r = self.scan._store.redis
+            entry = P.entry_id(self.count)
+            try:
+                r.xadd(self.node.key, fields, id=entry)
+            except redis.ResponseError:
+                # A retry of a batch that reached Redis, whose reply was lost with the
+                # connection: the stream ends with this very entry.  Else a real error.
+                last = r.xrevrange(self.node.key, count=1)
+                if not last or last[0][0].decode() != entry or last[0][1] != {
+                        k: v.encode() if isinstance(v, str) else v for k, v in fields.items()}:
+                    raise
             self.count += n
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import protocol as P
+from .walk import connection_lost
 
 if TYPE_CHECKING:
     from .store import DataStore
@@ -116,44 +117,82 @@ class SavingReporter:
         self.scan_key = scan_key
 
     def report(self, state: str, reason: str = "", **detail: Any) -> None:
+        """Add a report; a final one also acknowledges the scan (see :meth:`acknowledge`)
+        in the same transaction, so that a producer told "saved" finds the normal
+        retention applied."""
         if state not in REPORT_STATES:
             raise ValueError(f"saving state {state!r} is not one of {REPORT_STATES}")
-        with self.store.redis.pipeline(transaction=True) as pipe:
+        with connection_lost(f"saving report {state} on scan {self.scan_key}"):
+            self._report(state, reason, detail)
+
+    def _report(self, state: str, reason: str, detail: Mapping[str, Any]) -> None:
+        r = self.store.redis
+        final = state in FINAL_STATES
+        keys, ttl = self._ended_keys() if final else (None, 0)
+        with r.pipeline(transaction=True) as pipe:
             pipe.xadd(saving_key(self.scan_key), {b"state": state, b"reason": reason,
                                                   b"detail": P.dumps(detail)})
             pipe.hset(self.scan_key, mapping={"saving_state": state, "saving_reason": reason})
+            if final:
+                pipe.hset(self.scan_key, "acknowledged", 1)
+                for key in keys or ():
+                    pipe.expire(key, ttl)
             pipe.execute()
-        if state in FINAL_STATES:
-            self.acknowledge()
+        if final:
+            if keys is None:  # not ended when read: maybe ended since
+                self.acknowledge()
+            return
+        # Reports on an ended scan expire with it (a scan ending later expires them at
+        # its end): else those of a writer that died before its final report would stay.
+        pttl = r.pttl(self.scan_key)
+        if pttl > 0:
+            r.pexpire(saving_key(self.scan_key), pttl)
 
     def progress(self, flushed: Mapping[str, int]) -> None:
         """Points durably in the file per node name (resume starts from there)."""
-        self.store.redis.hset(self.scan_key, "saving_progress", P.dumps(dict(flushed)))
+        with connection_lost(f"progress of scan {self.scan_key}"):
+            self.store.redis.hset(self.scan_key, "saving_progress", P.dumps(dict(flushed)))
 
     def saved_progress(self) -> dict[str, int]:
-        raw = self.store.redis.hget(self.scan_key, "saving_progress")
+        with connection_lost(f"progress of scan {self.scan_key}"):
+            raw = self.store.redis.hget(self.scan_key, "saving_progress")
         try:
             return {str(k): int(v) for k, v in P.loads(raw).items()} if raw else {}
         except (ValueError, AttributeError):
             return {}
 
     def last_state(self) -> str | None:
-        raw = self.store.redis.hget(self.scan_key, "saving_state")
+        """The latest report's state; raises :class:`RedisConnectionLost` (a
+        ``ConnectionError``) when Redis is away, so that listeners retry."""
+        with connection_lost(f"saving state of scan {self.scan_key}"):
+            raw = self.store.redis.hget(self.scan_key, "saving_state")
         return raw.decode() if raw else None
+
+    def _ended_keys(self) -> tuple[list[str] | None, int]:
+        """The keys of the ended scan (its saving reports included) and the producer's
+        retention in seconds; ``(None, 0)`` while the scan has not ended."""
+        raw, retention = self.store.redis.hmget(self.scan_key, "keys", "retention")
+        if raw is None:
+            return None, 0
+        try:  # the producer's retention, not this writer's
+            seconds = float(retention) if retention is not None else self.store.retention
+        except ValueError:
+            seconds = self.store.retention
+        return P.loads(raw) + [saving_key(self.scan_key)], max(1, int(round(seconds)))
 
     def acknowledge(self) -> None:
         """The scan is saved (or given up): its keys may now expire after the normal
         retention instead of the unacknowledged cap."""
         r = self.store.redis
-        raw = r.hget(self.scan_key, "keys")
-        if raw is None:  # not ended yet: the publisher applies the retention at its end
-            r.hset(self.scan_key, "acknowledged", 1)
+        # The flag first, the keys second; ScanPublisher.end() does the reverse, so a
+        # scan ending meanwhile is seen by one side or the other.
+        r.hset(self.scan_key, "acknowledged", 1)
+        keys, ttl = self._ended_keys()
+        if keys is None:  # not ended yet: the publisher applies the retention at its end
             return
-        ttl = max(1, int(round(self.store.retention)))
         with r.pipeline(transaction=False) as pipe:
-            for key in P.loads(raw) + [saving_key(self.scan_key)]:
+            for key in keys:
                 pipe.expire(key, ttl)
-            pipe.hset(self.scan_key, "acknowledged", 1)
             pipe.execute()
 
 

@@ -48,14 +48,18 @@ def free_port() -> int:
 class RedisServer:
     """Runs ``redis-server`` until :meth:`stop` (or the end of a ``with`` block).
 
-    Persistence is off: the data of a scan lives in Redis only until it is written.
+    Persistence is off unless ``extra_args`` turn it on (e.g. ``("--appendonly", "yes")``);
+    the data files go to ``dir`` (kept), else to a temporary directory removed at
+    :meth:`stop`.  :meth:`restart` replaces the process on the same port and
+    directory, as when a server crashes and comes back.
     """
 
     def __init__(self, port: int | None = None, executable: str | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), dir: str | None = None):  # noqa: A002
         self.executable = executable or find_redis_server()
         self.port = port or free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="nexus-writer-redis-")
+        self._tmp = None if dir else tempfile.TemporaryDirectory(prefix="nexus-writer-redis-")
+        self.dir = dir or self._tmp.name  # type: ignore[union-attr]
         self.process: subprocess.Popen | None = None
         self.extra_args = extra_args
 
@@ -64,9 +68,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
+        os.makedirs(self.dir, exist_ok=True)
         args = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-                "--logfile", str(Path(self._dir.name) / "redis.log"), *self.extra_args]
+                "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "--logfile", str(Path(self.dir) / "redis.log"), *self.extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
@@ -78,7 +83,7 @@ class RedisServer:
                 try:
                     client.ping()
                     return self
-                except redis.ConnectionError:
+                except redis.ConnectionError:  # not up yet, or still loading its files
                     if time.monotonic() > deadline:
                         self.stop()
                         raise RuntimeError(f"redis-server did not answer on port {self.port}")
@@ -86,9 +91,12 @@ class RedisServer:
         finally:
             client.close()
 
-    def stop(self) -> None:
+    def _end_process(self, kill: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
@@ -97,7 +105,19 @@ class RedisServer:
         if self.process is not None and self.process.stderr:
             self.process.stderr.close()
         self.process = None
-        self._dir.cleanup()
+
+    def restart(self, kill: bool = False, downtime: float = 0.0,
+                timeout: float = 10.0) -> "RedisServer":
+        """Stop the server (SIGTERM, or SIGKILL with ``kill``), wait ``downtime`` s and
+        start a new one on the same port and directory; what persistence saved is back."""
+        self._end_process(kill)
+        time.sleep(downtime)
+        return self.start(timeout)
+
+    def stop(self) -> None:
+        self._end_process()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def __enter__(self) -> "RedisServer":
         return self.start()

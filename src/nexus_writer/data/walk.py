@@ -8,6 +8,7 @@ which is how a restarted writer goes on without gap or duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
@@ -47,6 +48,16 @@ class RedisConnectionLost(NexusWriterError, ConnectionError):
 
 
 _NEW_DATA = EventType.NEW_DATA_IN_CHANNEL
+
+
+@contextlib.contextmanager
+def connection_lost(what: str) -> Iterator[None]:
+    """Turn Redis connection errors into :class:`RedisConnectionLost` naming ``what``:
+    callers that never import redis (the writer) retry on ``ConnectionError``."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise RedisConnectionLost(f"{what}: lost Redis ({e})") from e
 
 
 class ScanTimeoutError(NexusWriterError, TimeoutError):
@@ -103,11 +114,8 @@ class SessionIterator:
         if since is not None:
             self.last_id = since
         elif from_next:
-            try:
+            with connection_lost(f"session {self.session.name!r}"):
                 last = r.xrevrange(key, count=1)
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                raise RedisConnectionLost(
-                    f"session {self.session.name!r}: lost Redis ({e})") from e
             self.last_id = last[0][0].decode() if last else "0-0"
         else:
             self.last_id = "0-0"
@@ -338,7 +346,19 @@ class ScanIterator:
         definition = node.definition
         kind = definition.type
         if kind == "channel":
-            return P.decode_points(definition, fields)
+            points = P.decode_points(definition, fields)
+            if definition.variable:
+                # The entry's byte count matches the shapes it gives; those must match
+                # the declared ones too (only the -1 dimensions vary), else the dataset
+                # cannot take them and the whole channel would stop.
+                declared = definition.shape
+                for k, point in enumerate(points):
+                    if len(point.shape) != len(declared) or any(
+                            d >= 0 and d != s for d, s in zip(declared, point.shape)):
+                        raise MalformedEntryError(
+                            f"channel {definition.name!r}: point {k} of shape "
+                            f"{list(point.shape)}, declared {list(declared)}")
+            return points
         if kind == "lima":
             return [P.lima_reference(node.definition.info, i) for i in range(first, first + n)]
         try:
@@ -352,10 +372,8 @@ class ScanIterator:
         and the tail of an entry straddling ``start`` is yielded here."""
         last_ids[node.key] = f"{start}-0"  # just below entry_id(start)
         r = self.scan.store.redis
-        try:
+        with connection_lost(self.scan.label):
             before = r.xrevrange(node.key, max="(" + P.entry_id(start), min="-", count=1)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            raise RedisConnectionLost(f"{self.scan.label}: lost Redis ({e})") from e
         if not before:
             return
         entry_id, fields = before[0]

@@ -14,6 +14,11 @@ from typing import Any
 STATES = ("STARTING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED")
 
 
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def metrics(status: dict[str, Any]) -> str:
     """Prometheus exposition text of a service status document."""
     lines = [
@@ -22,7 +27,7 @@ def metrics(status: dict[str, Any]) -> str:
     ]
     scans, points, restarts = [], [], []
     for name, entry in status.get("sessions", {}).items():
-        label = f'session="{name}"'
+        label = f'session="{_label(name)}"'
         process = entry.get("process") or {}
         lines.append(f"nexus_writer_up{{{label}}} {int(bool(process.get('alive')))}")
         restarts.append(f"nexus_writer_restarts_total{{{label}}} {process.get('restarts', 0)}")

@@ -8,10 +8,12 @@ writes.  Consecutive appends to the same dataset are merged into one write.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from concurrent.futures import Future
@@ -31,8 +33,19 @@ QUEUE_SIZE = 256
 MERGE_BYTES = 16 << 20
 
 
+#: Free bytes kept on the file's device.  Appends that would eat into them are refused
+#: (the scans fail with "No space left on device"): HDF5 running out of space in the
+#: middle of a flush leaves a file that cannot be opened again, while this reserve
+#: keeps what was written readable and holds the final status.
+MIN_FREE_BYTES = 2 << 20
+
+
 class FileLockedError(NexusWriterError, BlockingIOError):
     """Another process holds an exclusive lock on the dataset file."""
+
+
+class DiskFullError(NexusWriterError, OSError):
+    """The dataset file's device is (nearly) full: no more data is written to it."""
 
 
 def lock_holder(path: str) -> str | None:
@@ -68,6 +81,18 @@ def lock_holder(path: str) -> str | None:
     except OSError:
         pass
     return "a process this system does not name"
+
+
+def _broken_hdf5(path: str, error: OSError) -> bool:
+    """Whether ``path`` is an HDF5 file (by its signature) that HDF5 cannot open for a
+    reason other than the system's (permissions...): a file left half-written."""
+    if error.errno is not None or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 class Target:
@@ -128,6 +153,11 @@ class FileWriter:
         self.users = 0
         #: Called in the file thread after each successful flush (progress records).
         self.flush_listeners: list[Callable[[], None]] = []
+        #: Why data can no longer be written safely to this file (disk full, failed
+        #: flush); scans writing it end FAILED with it.
+        self.error: BaseException | None = None
+        #: Where an unreadable file found at ``path`` was moved (see :meth:`_open`).
+        self.replaced: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"h5:{path}", daemon=True)
         self._thread.start()
 
@@ -146,6 +176,11 @@ class FileWriter:
         """Run ``fn(file)`` in the file thread and wait for its result."""
         return self.submit(fn).result(timeout)
 
+    def flush(self) -> None:
+        """Flush the file now (after what is queued) and wait; a failure is in
+        :attr:`error`."""
+        self.call(lambda f: self._flush(force=True))
+
     def close(self) -> None:
         """Flush, close the file and end the thread once the queue is done."""
         self._queue.put(_CLOSE)
@@ -160,7 +195,25 @@ class FileWriter:
                     f"{self.path} is locked for writing by another process ({holder}); "
                     "two writers on one file would corrupt it: stop that process or "
                     "save to another file")
-            self._file = open_file(self.path)
+            created = not os.path.exists(self.path)
+            try:
+                self._file = open_file(self.path)
+            except OSError as e:
+                if not _broken_hdf5(self.path, e):
+                    raise
+                aside = f"{self.path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+                os.rename(self.path, aside)
+                logger.error("%s cannot be opened (%s), most likely a writer was killed while "
+                             "creating or flushing it: moved to %s; a new file is started "
+                             "(the scans still in Redis are written again)", self.path, e,
+                             aside)
+                self.replaced = aside
+                created = True
+                self._file = open_file(self.path)
+            if created:
+                # The new file's root on disk now: a writer killed before its first
+                # periodic flush would leave a file nobody can open.
+                self._file.flush()
         return self._file
 
     def _run(self) -> None:
@@ -227,6 +280,7 @@ class FileWriter:
                 groups.append((op.first, [op.data]))
         try:
             self._open()
+            self._check_space(sum(op.nbytes for op in ops))
             for first, parts in groups:
                 if len(parts) == 1:
                     data = parts[0]
@@ -242,6 +296,25 @@ class FileWriter:
         except Exception as e:  # noqa: BLE001 - one channel's failure is reported, not raised
             target.fail(e)
 
+    def _check_space(self, nbytes: int) -> None:
+        """Refuse ``nbytes`` more of data when the device would keep less than
+        :data:`MIN_FREE_BYTES` (twice the bytes: compressed chunks may be rewritten)."""
+        if self.error is not None:
+            raise self.error
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            free = shutil.disk_usage(directory).free
+        except OSError:
+            return
+        needed = 2 * nbytes + MIN_FREE_BYTES
+        if free < needed:
+            self.error = DiskFullError(
+                errno.ENOSPC, f"No space left on device for {self.path}: {free / 1e6:.1f} MB "
+                f"free in {directory}, {needed / 1e6:.1f} MB needed to go on safely; data "
+                "no longer written, the file keeps what was written before")
+            logger.error("%s", self.error)
+            raise self.error
+
     def _flush(self, force: bool) -> None:
         now = time.monotonic()
         if self._file is None or not self._dirty:
@@ -250,8 +323,10 @@ class FileWriter:
         if force or now - self._last_flush >= self.flush_period:
             try:
                 self._file.flush()
-            except Exception:  # noqa: BLE001
-                logger.exception("%s: flush failed", self.path)
+            except Exception as e:  # noqa: BLE001 - the scans of this file fail with it
+                logger.error("%s: flush failed: %s", self.path, e)
+                if self.error is None:
+                    self.error = e
                 return
             self._dirty = False
             self._last_flush = now

@@ -15,11 +15,12 @@ import time
 from typing import Any, Callable, Mapping
 
 import h5py
+import numpy as np
 
 from ..errors import NexusWriterError
 from ..nexus import metadata
 from ..nexus.camera import CameraDataset
-from ..nexus.datasets import ChannelDataset
+from ..nexus.datasets import ChannelDataset, fill_value
 from ..nexus.groups import now_iso, require_group, soft_link, write_field
 from ..nexus.plots import set_grid_axes, write_plot
 from .filewriter import FileWriter, FileWriterPool, Target
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between reconnection attempts when Redis is away (the last one repeats).
 RECONNECT_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: Seconds a final report is retried while Redis is away, without inactivity timeout.
+FINAL_REPORT_PATIENCE = 300.0
 
 
 class SavingError(NexusWriterError, OSError):
@@ -137,10 +140,11 @@ class ScanWriter:
         try:
             self._run()
         except Exception as e:  # noqa: BLE001 - every failure ends as FAILED with its reason
-            reason = str(e) if isinstance(e, NexusWriterError) else f"{type(e).__name__}: {e}"
+            # A timeout (no end of scan) is expected and named like the rest.
+            expected = isinstance(e, (NexusWriterError, TimeoutError))
+            reason = str(e) if expected else f"{type(e).__name__}: {e}"
             self._fail(reason)
-            logger.error("%s: saving FAILED: %s", self.label, reason,
-                         exc_info=not isinstance(e, (NexusWriterError, TimeoutError)))
+            logger.error("%s: saving FAILED: %s", self.label, reason, exc_info=not expected)
             if self._entries_created:
                 try:
                     self._finalize()
@@ -164,13 +168,36 @@ class ScanWriter:
             logger.warning("%s: saving state %s not reported: %s", self.label, state, e)
 
     def _report_final(self) -> None:
+        """The final report, which the producer waits for: while Redis is away it is
+        retried with backoff (up to the inactivity timeout, or until aborted)."""
         if not self.state.final:
             return
         channels = {name: {"written": t.points, "published": (self.published or {}).get(name)}
                     for name, t in self.targets.items()}
-        self._report(self.state.name, self.saving.reason, file=self.filename,
-                     entries=self.entries, channels=channels, problems=self.problems,
-                     end_reason=self.end_reason)
+        detail = dict(file=self.filename, entries=self.entries, channels=channels,
+                      problems=self.problems, end_reason=self.end_reason)
+        patience = self.options.inactivity_timeout or FINAL_REPORT_PATIENCE
+        deadline = time.monotonic() + patience
+        attempt = 0
+        while True:
+            try:
+                self.source.report(self.state.name, self.saving.reason, **detail)
+                return
+            except ConnectionError as e:
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                attempt += 1
+                if time.monotonic() + delay > deadline or self.stop_event.is_set():
+                    logger.error("%s: saving state %s never reported (Redis away for %g s: "
+                                 "%s); the file says it", self.label, self.state.name,
+                                 patience, e)
+                    return
+                logger.warning("%s: saving state %s not reported yet (%s); retrying in %.1f s",
+                               self.label, self.state.name, e, delay)
+                self.stop_event.wait(delay)
+            except Exception as e:  # noqa: BLE001
+                logger.warning("%s: saving state %s not reported: %s", self.label,
+                               self.state.name, e)
+                return
 
     def _on_flush(self) -> None:
         """In the file thread, after a flush: what is durable, for a resume."""
@@ -193,8 +220,29 @@ class ScanWriter:
         if not self.saving.state.final:
             self.saving.fail(reason)
 
+    def _read_info(self, what: str = "scan_info") -> dict[str, Any]:
+        """scan_info (at the start, at the end); while Redis is away, retried with
+        backoff (up to the inactivity timeout): a scan is not given up for a Redis
+        restart."""
+        patience = self.options.inactivity_timeout or None
+        lost_since, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return self.source.info()
+            except ConnectionError as e:
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                attempt += 1
+                if patience is not None and time.monotonic() - lost_since + delay > patience:
+                    raise NexusWriterError(f"{self.label}: Redis unreachable for "
+                                           f"{patience:g} s ({e}); {what} never read") from e
+                logger.warning("%s: %s not read (%s); retrying in %.1f s", self.label, what,
+                               e, delay)
+                if self.stop_event.wait(delay):
+                    raise NexusWriterError(
+                        f"{self.label}: writer stopped while Redis was unreachable") from e
+
     def _run(self) -> None:
-        self.info = info = self.source.info()
+        self.info = info = self._read_info()
         if not info.get("save", True) or str(info.get("data_writer", "nexus")) != "nexus":
             self.saving.skip(f"not saved by this writer (save={info.get('save', True)}, "
                              f"data_writer={info.get('data_writer')!r})")
@@ -214,7 +262,14 @@ class ScanWriter:
         self._fw.call(self._create_entries)
         self._entries_created = True
         if self.resumed:
-            self._position = self.source.saved_progress()
+            try:
+                self._position = self.source.saved_progress()
+            except ConnectionError as e:  # from the start: slower, same result
+                logger.warning("%s: progress unknown (%s); resuming from the start",
+                               self.label, e)
+            repaired = self._fw.call(self._repair_tails)
+            if repaired is not None:  # those points again, for every channel
+                self._position = {k: min(v, repaired) for k, v in self._position.items()}
             logger.warning("%s: resuming %s in %s from %s", self.label, ", ".join(self.entries),
                            self.filename, self._position or "the start")
         self.received.update(self._position)
@@ -265,7 +320,10 @@ class ScanWriter:
                                            f"({e}); no end of scan received") from e
                 delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
                 attempt += 1
-                logger.warning("%s: %s; reconnecting in %.1f s", self.label, e, delay)
+                message = str(e)
+                if message.startswith(self.label + ": "):  # named once in the log line
+                    message = message[len(self.label) + 2:]
+                logger.warning("%s: %s; reconnecting in %.1f s", self.label, message, delay)
                 if self.stop_event.wait(delay):
                     raise NexusWriterError(
                         f"{self.label}: writer stopped while Redis was unreachable") from e
@@ -298,10 +356,13 @@ class ScanWriter:
         assert self.plan is not None
         existing = [e.name for e in self.plan.entries.values() if e.name in f]
         for name in existing:
-            if not self._own_unfinished(f[name]):
+            if not self._own_entry(f[name]):
                 raise EntryExistsError(f"{self.label}: entry {name} exists already in "
                                        f"{self.filename}; it is never overwritten")
         self.resumed = bool(existing)
+        for name in existing:
+            if "end_time" in f[name]:  # finished, not reported: finished again below
+                del f[name]["end_time"]
         for entry in self.plan.entries.values():
             if entry.name in f:
                 continue
@@ -313,16 +374,55 @@ class ScanWriter:
             metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
         self._link_to_sequence(f)
 
-    def _own_unfinished(self, entry: h5py.Group) -> bool:
-        """Whether ``entry`` was started for this very scan and never finished."""
+    def _own_entry(self, entry: h5py.Group) -> bool:
+        """Whether ``entry`` was started for this very scan: unfinished (a writer died
+        while writing it), or finished by a writer that died before its final report
+        (the scan is not saved as far as Redis knows, else it would not be written)."""
         writer = entry.get("writer")
-        if not isinstance(writer, h5py.Group) or "end_time" in entry:
+        if not isinstance(writer, h5py.Group):
             return False
         key = writer.get("scan_key")
         value = key[()] if isinstance(key, h5py.Dataset) else None
         if isinstance(value, bytes):
             value = value.decode()
         return value == self.source.key
+
+    def _repair_tails(self, f: h5py.File) -> int | None:
+        """Before a resume: the last chunks of each compressed dataset of this scan must
+        read back.  A writer killed between a chunk's data and its index in a flush
+        leaves an index with the old size of a chunk rewritten in place, which no filter
+        decodes; such a chunk is replaced by fill values (stored unfiltered) and the
+        point index where it starts is returned: the resume rewrites from there."""
+        assert self.plan is not None
+        lowest: int | None = None
+
+        def check(name: str, obj: Any) -> None:
+            nonlocal lowest
+            if (not isinstance(obj, h5py.Dataset) or obj.chunks is None or obj.is_virtual
+                    or obj.id.get_create_plist().get_nfilters() == 0):
+                return
+            n = obj.id.get_num_chunks()
+            for index in range(max(0, n - 2), n):
+                offset = obj.id.get_chunk_info(index).chunk_offset
+                region = tuple(slice(o, min(o + c, s))
+                               for o, c, s in zip(offset, obj.chunks, obj.shape))
+                try:
+                    obj[region]
+                    continue
+                except (OSError, ValueError) as e:
+                    logger.warning("%s: %s: chunk at %s unreadable after a crash (%s); "
+                                   "written again", self.label, obj.name, offset, e)
+                fill = np.full(obj.chunks, fill_value(obj.dtype), dtype=obj.dtype)
+                obj.id.write_direct_chunk(offset, fill.tobytes(), filter_mask=0xFFFFFFFF)
+                flat = offset[0] * obj.shape[1] + offset[1] if "points_written" in obj.attrs \
+                    else offset[0]
+                lowest = flat if lowest is None else min(lowest, flat)
+
+        for entry in self.plan.entries.values():
+            instrument = f[entry.name].get("instrument")
+            if isinstance(instrument, h5py.Group):
+                instrument.visititems(check)
+        return lowest
 
     def _link_to_sequence(self, f: h5py.File) -> None:
         """``/{sequence}.1/subscans/scan_{n}`` when this scan's sequence is in this file.
@@ -426,7 +526,7 @@ class ScanWriter:
         """Final scan_info, metadata, plots, status, then ``end_time`` last."""
         assert self._fw is not None
         try:
-            final_info = self.source.info()
+            final_info = self._read_info("final scan_info")
             self.info = final_info
         except Exception as e:  # noqa: BLE001 - keep the info read at the start
             self._problem(f"final scan_info unreadable ({e}); metadata from the start kept")
@@ -434,7 +534,13 @@ class ScanWriter:
         self._check_completeness()
         outcome = ScanState.FAILED if self.state == ScanState.FAILED else ScanState.SUCCEEDED
         self._fw.call(lambda f: self._write_end(f, outcome))
-        if outcome == ScanState.SUCCEEDED:
+        # On disk before anyone is told (the report follows): a writer killed after a
+        # SUCCEEDED report must not leave a file without its end, since the scan is
+        # then never written again.
+        self._fw.flush()
+        if self._fw.error is not None:
+            self._fail(f"incomplete: {self.filename}: {self._fw.error}")
+        if self.state != ScanState.FAILED:
             self.saving.succeed()
         level = logging.INFO if self.state == ScanState.SUCCEEDED else logging.ERROR
         logger.log(level, "%s: %s %s", self.label, self.state.name,
@@ -446,17 +552,25 @@ class ScanWriter:
         return None
 
     def _check_completeness(self) -> None:
+        # A file that can no longer be written (disk full, failed flush) is named once,
+        # not once per channel it stopped.
+        file_error = self._fw.error if self._fw is not None else None
         missing = []
         for name, target in self.targets.items():
             expected = (self.published or {}).get(name, self.received.get(name, 0))
             if target.error is not None or target.points < expected:
-                why = f": {target.error}" if target.error is not None else ""
+                why = (f": {target.error}" if target.error is not None
+                       and target.error is not file_error else "")
                 missing.append(f"{name} {target.points}/{expected} points{why}")
         if self.published is None and self.state == ScanState.RUNNING:
             missing.append("no end of scan received")
+        problems = self.problems
+        if file_error is not None:
+            missing.append(f"{self.filename}: {file_error}")
+            problems = [p for p in problems if str(file_error) not in p]
         if missing:
             # the problems say which points are missing and why
-            self._fail("incomplete: " + "; ".join(missing + self.problems))
+            self._fail("incomplete: " + "; ".join(missing + problems))
         elif self.problems and self.state == ScanState.RUNNING:
             self._fail("; ".join(self.problems))
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..data import DataStore, EventType, WriterPresence
+from ..data import DataStore, EventType, SavingReporter, WriterPresence
 from ..data.saving import FINAL_STATES
 from ..data.status import publish_status
 from .filewriter import FileWriterPool
@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 STATUS_SCANS = 50
 #: Seconds between reconnection attempts when Redis is away (the last one repeats).
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def _without(message: str, prefix: str) -> str:
+    """``message`` without a leading ``prefix`` (the log line names the session already)."""
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 class SessionWriter:
@@ -87,17 +92,21 @@ class SessionWriter:
                 walk = iterator.walk_on_new_events(
                     filter=("scan", "scan_group"), from_next=self.from_next, since=since,
                     stop=self._stop_listening, block=0.2)
+                since = iterator.last_id  # fixed at the call: a reconnection goes on from it
                 self._ready.set()
                 for event, scan in walk:
                     attempt = 0
                     if event == EventType.NEW_NODE:
                         self._new_scan(scan)
+                    # handled: a reconnection resumes after it (not before a scan that
+                    # Redis going away kept from being taken)
+                    since = iterator.last_id
                 return
             except ConnectionError as e:
-                since = iterator.last_id
                 delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
                 attempt += 1
-                logger.warning("session %s: %s; reconnecting in %.1f s", self.session, e, delay)
+                logger.warning("session %s: %s; reconnecting in %.1f s", self.session,
+                               _without(str(e), f"session {self.session!r}: "), delay)
                 self._stop_listening.wait(delay)
             except Exception:  # noqa: BLE001
                 logger.exception("session %s: listener failed", self.session)
@@ -107,9 +116,9 @@ class SessionWriter:
         with self._lock:
             if scan.key in self.writers:
                 return
-            saved = scan.store.redis.hget(scan.key, "saving_state")
-            if saved is not None and saved.decode() in FINAL_STATES:
-                logger.debug("%s: saved already (%s)", scan.label, saved.decode())
+            saved = SavingReporter(scan.store, scan.key).last_state()
+            if saved in FINAL_STATES:
+                logger.debug("%s: saved already (%s)", scan.label, saved)
                 return
             writer = ScanWriter(RedisScanSource(scan), self.pool, self.options,
                                 stop=self._abort_scans, on_change=self.on_change)

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping, Protocol, Union
 import numpy as np
 
 from ..data import DataStore, EventType, SavingReporter, ScanNode, ScanTimeoutError
+from ..data.walk import connection_lost
 from ..nexus.camera import FrameRef
 
 
@@ -146,7 +147,8 @@ class RedisScanSource:
         return self.scan.label
 
     def info(self) -> dict[str, Any]:
-        return self.scan.info
+        with connection_lost(self.label):
+            return self.scan.info
 
     @property
     def position(self) -> dict[str, int]:
@@ -173,7 +175,9 @@ class RedisScanSource:
                         refs = [FrameRef(r.file_path, r.data_path, r.frame_index) for r in data.data]
                         yield FramesSaved(node.name, data.first_index, refs, formats[node.name])
                     else:
-                        yield ChildScans(data.first_index, [(s.number, s.key) for s in data.data])
+                        with connection_lost(self.label):  # the child's number: a read
+                            children = [(s.number, s.key) for s in data.data]
+                        yield ChildScans(data.first_index, children)
                 elif event == EventType.ERROR:
                     desc = dict(data.description) if data is not None else {}
                     missing = desc.get("missing")
