@@ -16,6 +16,7 @@ from .walk import (EventData, EventType, RedisConnectionLost, ScanIterator, Scan
 __all__ = [
     "DEFAULT_RETENTION", "PROTOCOL_VERSION", "ChannelNode", "ChannelPublisher", "DataNode",
     "DataStore", "EventData", "EventType", "LimaNode", "LimaPublisher", "LimaReference",
-    "NodeDef", "NodeRefNode", "RedisConnectionLost", "SavingReport", "SavingReporter", "WriterPresence", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
+    "NodeDef", "NodeRefNode", "RedisConnectionLost", "SavingReport", "SavingReporter",
+    "WriterPresence", "ScanIterator", "ScanNode", "ScanPublisher", "ScanTimeoutError",
     "SessionIterator", "SessionNode", "deep_update",
 ]

@@ -70,7 +70,8 @@ class ScanPublisher:
                 raise ScanStateError(f"{self.label}: cannot add node {name!r} after the end")
             if name in self._names:
                 raise ValueError(f"{self.label}: a node named {name!r} exists already")
-            node = P.NodeDef(name=name, type=type_, key=P.node_stream_key(self.key, len(self._nodes)),
+            key = P.node_stream_key(self.key, len(self._nodes))
+            node = P.NodeDef(name=name, type=type_, key=key,
                              dtype=dtype, shape=tuple(int(s) for s in shape), unit=unit,
                              info=dict(info))
             self._store.redis.xadd(P.scan_events_key(self.key),
@@ -128,7 +129,8 @@ class ScanPublisher:
         raised and ``end()`` may be called again: the scan ends exactly once.
         """
         if reason not in P.END_REASONS:
-            raise ValueError(f"{self.label}: end reason must be one of {P.END_REASONS}, not {reason!r}")
+            raise ValueError(f"{self.label}: end reason must be one of {P.END_REASONS}, "
+                             f"not {reason!r}")
         with self._lock:
             if self.state == "ENDED" and not self._end_pending:
                 raise ScanStateError(f"{self.label}: end() called twice")

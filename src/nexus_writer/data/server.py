@@ -83,10 +83,11 @@ class RedisServer:
                 try:
                     client.ping()
                     return self
-                except redis.ConnectionError:  # not up yet, or still loading its files
+                except redis.ConnectionError as e:  # not up yet, or still loading its files
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+                        raise RuntimeError(
+                            f"redis-server did not answer on port {self.port}") from e
                     time.sleep(0.02)
         finally:
             client.close()

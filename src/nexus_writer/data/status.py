@@ -38,7 +38,7 @@ def read_status(store: "DataStore", session: str | None = None) -> dict[str, dic
     else:
         keys = sorted(store.redis.scan_iter(match=status_key("*"), count=500))
     out: dict[str, dict[str, Any]] = {}
-    for key, raw in zip(keys, store.redis.mget(keys) if keys else []):
+    for raw in store.redis.mget(keys) if keys else []:
         if raw:
             doc = P.loads(raw)
             out[str(doc.get("session"))] = doc

@@ -83,7 +83,8 @@ class DataStore:
         from .publish import ScanPublisher
 
         if "scan_nb" not in scan_info:
-            raise ValueError(f"scan_info of a new scan in session {session_name!r} has no 'scan_nb'")
+            raise ValueError(
+                f"scan_info of a new scan in session {session_name!r} has no 'scan_nb'")
         if node_type not in ("scan", "scan_group"):
             raise ValueError(f"node_type must be 'scan' or 'scan_group', not {node_type!r}")
         uid = f"{session_name}:{int(scan_info['scan_nb'])}:{uuid.uuid4().hex[:10]}"

@@ -152,7 +152,8 @@ class SessionIterator:
                 try:
                     scan_type = scan.type
                 except KeyError:
-                    logger.debug("session %s: scan %s expired, skipped", self.session.name, scan.key)
+                    logger.debug("session %s: scan %s expired, skipped", self.session.name,
+                                 scan.key)
                     continue
                 except (redis.ConnectionError, redis.TimeoutError) as e:
                     self.last_id = previous  # this scan is not yielded yet
@@ -243,7 +244,8 @@ class ScanIterator:
                         event = fields.get(P.F_EVENT, b"")
                         if event == b"NEW_NODE":
                             try:
-                                node = make_node(scan, P.NodeDef.from_json(fields.get(P.F_NODE, b"")))
+                                definition = P.NodeDef.from_json(fields.get(P.F_NODE, b""))
+                                node = make_node(scan, definition)
                             except MalformedEntryError as e:
                                 yield error(scan, str(e), stream=stream, id=entry_id.decode())
                                 continue
@@ -261,8 +263,8 @@ class ScanIterator:
                             start = self.position.setdefault(node.name, 0)
                             last_ids[node.key] = "0-0"
                             if start > 0:  # resuming
-                                for item in self._seek(node, start, last_ids, with_data, out, error):
-                                    yield item
+                                yield from self._seek(node, start, last_ids, with_data, out,
+                                                      error)
                         elif event == b"END_SCAN":
                             ended = True
                             self.end_reason = fields.get(P.F_REASON, b"").decode() or None

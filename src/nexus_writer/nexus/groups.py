@@ -16,7 +16,9 @@ _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def nexus_name(text: str) -> str:
-    """``text`` made a NeXus name (``^[a-zA-Z_][a-zA-Z0-9_]*$``): ``simu1:det0`` -> ``simu1_det0``."""
+    """``text`` made a NeXus name (``^[a-zA-Z_][a-zA-Z0-9_]*$``).
+
+    ``simu1:det0`` -> ``simu1_det0``."""
     name = _INVALID.sub("_", text.strip()) or "_"
     return "_" + name if name[0].isdigit() else name
 

@@ -126,8 +126,9 @@ class ScanPlan:
         return self._device_type(self.device_of(chan.node)) == "timer"
 
     def _device_has_spectra(self, device: str) -> bool:
-        for name, ch in self.channels_info.items():
-            if isinstance(ch, Mapping) and ch.get("device") == device and int(ch.get("dim") or 0) > 0:
+        for ch in self.channels_info.values():
+            if (isinstance(ch, Mapping) and ch.get("device") == device
+                    and int(ch.get("dim") or 0) > 0):
                 return True
         return False
 

@@ -172,7 +172,8 @@ class RedisScanSource:
                     if node.type == "channel":
                         yield DataBatch(node.name, data.first_index, data.data)
                     elif node.type == "lima":
-                        refs = [FrameRef(r.file_path, r.data_path, r.frame_index) for r in data.data]
+                        refs = [FrameRef(r.file_path, r.data_path, r.frame_index)
+                                for r in data.data]
                         yield FramesSaved(node.name, data.first_index, refs, formats[node.name])
                     else:
                         with connection_lost(self.label):  # the child's number: a read
@@ -181,7 +182,8 @@ class RedisScanSource:
                 elif event == EventType.ERROR:
                     desc = dict(data.description) if data is not None else {}
                     missing = desc.get("missing")
-                    yield SourceError(getattr(node, "name", None) if node is not self.scan else None,
+                    name = getattr(node, "name", None) if node is not self.scan else None
+                    yield SourceError(name,
                                       str(desc.get("error", "malformed entry")),
                                       data.first_index if data is not None else -1,
                                       tuple(missing) if missing else None)
