@@ -27,6 +27,14 @@ def redis_url(redis_server) -> str:
 
 
 @pytest.fixture
+def raw(redis_url):
+    """A plain redis-py client on the test server (to inject or inspect keys)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def store(redis_url):
     """A DataStore on the flushed test server."""
     s = DataStore(redis_url)

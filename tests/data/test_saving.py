@@ -21,13 +21,6 @@ from nexus_writer.data.status import clear_status, publish_status, read_status, 
 pytestmark = pytest.mark.timeout(20)
 
 
-@pytest.fixture
-def raw(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def _scan(store: DataStore, session: str = "sav", number: int = 1, **info):
     pub = store.create_scan(session, {"scan_nb": number, "filename": "/nowhere/x.h5", **info})
     ch = pub.create_channel("diode", "f8")

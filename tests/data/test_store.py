@@ -15,13 +15,6 @@ from nexus_writer.errors import NexusWriterError, ProtocolVersionError
 pytestmark = pytest.mark.timeout(20)
 
 
-@pytest.fixture
-def raw(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def test_version_key_written_on_first_connect(redis_url, raw):
     assert raw.get(P.VERSION_KEY) is None
     store = DataStore(redis_url)
