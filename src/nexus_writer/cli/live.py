@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -21,13 +22,16 @@ STATE_STYLE = {"STARTING": "yellow", "RUNNING": "cyan", "SUCCEEDED": "green", "F
 
 
 def progress(stats: dict[str, Any]) -> str:
-    """``written/published`` points over the channels (published = received while running)."""
+    """Points written vs published (received while running) of the channel furthest
+    behind; of the longest channel when none is behind (top masters differ in length)."""
     channels = stats["channels"]
     if not channels:
         return "-"
-    written = min(c["written"] for c in channels.values())
-    expected = max((c["published"] if c["published"] is not None else c["received"])
-                   for c in channels.values())
+    counts = [(c["written"], c["published"] if c["published"] is not None else c["received"])
+              for c in channels.values()]
+    written, expected = min(counts, key=lambda wc: (wc[0] - wc[1], -wc[1]))
+    if written >= expected:
+        written, expected = max(counts, key=lambda wc: wc[1])
     return f"{written}/{expected} pts, {len(channels)} ch"
 
 
@@ -39,7 +43,8 @@ def table(writers: list[ScanWriter], limit: int = 20) -> Table:
         s = w.stats()
         state = s["state"] + (f" ({s['reason']})" if s["reason"] and s["state"] == "FAILED" else "")
         t.add_row(str(s["scan"]), s["title"], f"[{STATE_STYLE.get(s['state'], '')}]{state}",
-                  progress(s), f"{s['file'] or '-'} :: {','.join(s['entries'])}")
+                  progress(s), f"{os.path.basename(s['file'] or '-')} :: "
+                  f"{','.join(s['entries'])}")
     return t
 
 
