@@ -202,6 +202,7 @@ class ScanIterator:
         last_ids: dict[str, str] = {events_key: "0-0"}
         nodes: dict[str, DataNode] = {}
         max_entry = 0  # bytes of the largest data entry seen; 0 before the first one
+        seen: set[str] = {events_key}  # streams whose entry sizes are known
         ended = False
         idle_since = time.monotonic()
 
@@ -218,7 +219,9 @@ class ScanIterator:
                 return
             # Until an entry size is known, assume big entries: a first read of 1024
             # camera-sized entries would blow the budget.
-            entry_size = max_entry or max(1, READ_BUDGET // 4)
+            entry_size = max(1, max_entry)
+            if len(seen) < len(last_ids):  # a stream not read yet may hold big entries
+                entry_size = max(entry_size, READ_BUDGET // 4)
             count = max(1, min(1024, READ_BUDGET // max(1, len(last_ids)) // entry_size))
             try:
                 resp = r.xread(last_ids, count=count,
@@ -284,6 +287,7 @@ class ScanIterator:
                     name, shape = definition.name, definition.shape
                     dtype, point_nbytes = definition.np_dtype, definition.point_nbytes
                     position = self.position
+                    seen.add(stream)
                     for entry_id, fields in entries:
                         raw = fields.get(P.F_DATA)
                         n_field = fields.get(P.F_COUNT)
@@ -303,8 +307,9 @@ class ScanIterator:
                         yield (_NEW_DATA, node,
                                EventData(first, np.frombuffer(raw, dtype).reshape((n, *shape))))
                     continue
+                seen.add(stream)
                 for entry_id, fields in entries:
-                    size = len(fields.get(P.F_DATA, b""))
+                    size = len(fields.get(P.F_DATA, b"")) or sum(map(len, fields.values()))
                     if size > max_entry:
                         max_entry = size
                     yield from self._entry(node, entry_id, fields, with_data, out, error)

@@ -14,6 +14,7 @@ The VDS is rebuilt as frames are announced: describe (the references), then buil
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -161,7 +162,7 @@ class CameraDataset:
 
     def __init__(self, group: h5py.Group, name: str, mode: str, frame_shape: Sequence[int],
                  dtype: np.dtype, frames_per_file: int, file_format: str,
-                 compression: str = "bitshuffle"):
+                 compression: str = "bitshuffle", min_interval: float = 0.0):
         if mode not in CAMERA_MODES:
             raise ValueError(f"camera mode {mode!r} is not one of {CAMERA_MODES}")
         self.group = group
@@ -174,6 +175,11 @@ class CameraDataset:
         self.refs: list[FrameRef] = []
         self._copy: ChannelDataset | None = None
         self.compression = compression
+        #: Rebuilds closer together than this are deferred to :meth:`sync`.
+        self.min_interval = float(min_interval)
+        #: Frames announced that the dataset does not show yet (call :meth:`sync`).
+        self.pending = False
+        self._built_at = -float("inf")
         self._rebuild()
 
     @property
@@ -190,7 +196,15 @@ class CameraDataset:
             self.refs.extend(refs)
             return
         self.refs.extend(refs)
-        self._rebuild()
+        if time.monotonic() - self._built_at >= self.min_interval:
+            self._rebuild()
+        else:
+            self.pending = True
+
+    def sync(self) -> None:
+        """Rebuild now if frames were announced since the last rebuild."""
+        if self.pending:
+            self._rebuild()
 
     def append(self, first_index: int, refs: Sequence[FrameRef]) -> None:
         """Frames ``first_index ..``: the same call as :meth:`ChannelDataset.append`."""
@@ -203,6 +217,8 @@ class CameraDataset:
         self.extend(refs)
 
     def _rebuild(self) -> None:
+        self.pending = False
+        self._built_at = time.monotonic()
         if self.mode == "vds":
             write_vds(self.group, self.name, self.refs, self.frame_shape, self.dtype,
                       self.frames_per_file)

@@ -12,6 +12,8 @@ import numpy as np
 
 #: Target chunk size, bytes: large enough for throughput, small enough for live reads.
 CHUNK_BYTES = 1 << 20
+#: Chunk size of scalar channels: each keeps its partial chunk in memory.
+SCALAR_CHUNK_BYTES = 64 << 10
 #: Chunk size when the number of points is unknown (timescan): a whole chunk is
 #: allocated at the first point, so 1 MiB per counter would bloat short scans.
 UNKNOWN_LENGTH_CHUNK_BYTES = 64 << 10
@@ -39,7 +41,7 @@ def chunk_shape(dtype: np.dtype, point_shape: Sequence[int], npoints_hint: int,
     """Chunks of about :data:`CHUNK_BYTES`: whole points, several along the scan axis."""
     point = tuple(max(1, d) for d in point_shape)
     nbytes = max(1, math.prod(point) * np.dtype(dtype).itemsize)
-    along = max(1, CHUNK_BYTES // nbytes)
+    along = max(1, (CHUNK_BYTES if point_shape else SCALAR_CHUNK_BYTES) // nbytes)
     if npoints_hint > 0:
         along = min(along, npoints_hint)
     else:
@@ -93,6 +95,8 @@ class ChannelDataset:
             shape = (0,) + init_point
             maxshape = (None,) + max_point
             chunks = chunk_shape(dtype, point_shape, npoints_hint)
+        if not point_shape:  # many counters: each dataset keeps two chunks cached at most
+            kwargs.update(rdcc_nbytes=2 * math.prod(chunks) * dtype.itemsize, rdcc_nslots=101)
         dset = group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype,
                                     chunks=chunks, fillvalue=fill_value(dtype), **kwargs)
         dset.attrs["units"] = units or ""

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 QUEUE_SIZE = 256
 #: Bytes merged into one write at most.
 MERGE_BYTES = 16 << 20
+#: Seconds between free-space checks when far from the limit.
+SPACE_CHECK_PERIOD = 1.0
 
 
 #: Free bytes kept on the file's device.  Appends that would eat into them are refused
@@ -151,6 +153,9 @@ class FileWriter:
         self._dirty = False
         self._last_flush = time.monotonic()
         self.users = 0
+        self._space_left = -1  # bytes that may be appended before checking the disk again
+        self._space_at = 0.0
+        self._deferred: set[Target] = set()  # targets whose writer has a pending rebuild
         #: Called in the file thread after each successful flush (progress records).
         self.flush_listeners: list[Callable[[], None]] = []
         #: Why data can no longer be written safely to this file (disk full, failed
@@ -253,7 +258,18 @@ class FileWriter:
                 i = j
             self._flush(force=False)
 
+    def _sync_deferred(self) -> None:
+        """Bring deferred (camera) datasets up to date."""
+        deferred, self._deferred = self._deferred, set()
+        for target in deferred:
+            try:
+                target.writer.sync()
+            except Exception as e:  # noqa: BLE001 - this channel is flagged, others go on
+                target.fail(e)
+
     def _do_call(self, op: _Call) -> None:
+        if self._deferred:  # what a call reads or writes must see every frame announced
+            self._sync_deferred()
         try:
             result = op.fn(self._open())
             self._dirty = True
@@ -273,11 +289,13 @@ class FileWriter:
             return
         # merge contiguous batches
         groups: list[tuple[int, list[Any]]] = []
+        end = -1  # index after the last point of groups[-1]
         for op in ops:
-            if groups and groups[-1][0] + sum(len(d) for d in groups[-1][1]) == op.first:
+            if groups and end == op.first:
                 groups[-1][1].append(op.data)
             else:
                 groups.append((op.first, [op.data]))
+            end = op.first + len(op.data)
         try:
             self._open()
             self._check_space(sum(op.nbytes for op in ops))
@@ -289,6 +307,8 @@ class FileWriter:
                 else:
                     data = [p for part in parts for p in part]
                 target.writer.append(first, data)
+                if getattr(target.writer, "pending", False):
+                    self._deferred.add(target)
                 if first > target.written:
                     target.missing += first - target.written
                 target.written = max(target.written, first + len(data))
@@ -301,12 +321,18 @@ class FileWriter:
         :data:`MIN_FREE_BYTES` (twice the bytes: compressed chunks may be rewritten)."""
         if self.error is not None:
             raise self.error
+        self._space_left -= 2 * nbytes
+        now = time.monotonic()
+        if self._space_left > 0 and now - self._space_at < SPACE_CHECK_PERIOD:
+            return  # checked recently, and far from the limit
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             free = shutil.disk_usage(directory).free
         except OSError:
             return
         needed = 2 * nbytes + MIN_FREE_BYTES
+        # writes may use half the margin before the next check
+        self._space_left, self._space_at = (free - MIN_FREE_BYTES) // 2, now
         if free < needed:
             self.error = DiskFullError(
                 errno.ENOSPC, f"No space left on device for {self.path}: {free / 1e6:.1f} MB "
@@ -321,6 +347,8 @@ class FileWriter:
             self._last_flush = now
             return
         if force or now - self._last_flush >= self.flush_period:
+            if self._deferred:
+                self._sync_deferred()
             try:
                 self._file.flush()
             except Exception as e:  # noqa: BLE001 - the scans of this file fail with it

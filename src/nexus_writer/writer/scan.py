@@ -94,6 +94,9 @@ class ScanWriter:
         self.finished: float | None = None
         self._fw: FileWriter | None = None
         self._entries_created = False
+        self._created: set[str] = set()  # dataset paths (file thread)
+        self._plots_written: dict[str, str] = {}  # entry -> what its plots show
+        self._plots_gen: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         #: Resuming a file this scan's writer left unfinished (crash, kill -9).
         self.resumed = False
@@ -472,9 +475,23 @@ class ScanWriter:
                 target.fail(e)
                 return
             soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
-            self._write_plots(f, entry)
+            self._created.add(chan.path)
 
         self._fw.submit(create)
+        self._request_plots(entry)
+
+    def _request_plots(self, entry: EntryPlan) -> None:
+        """(Re)write the entry's plots after the dataset creation just queued, unless a
+        later request is queued behind it: a burst of new nodes costs one rewrite,
+        not one per node (which is quadratic in the number of channels)."""
+        gen = self._plots_gen[entry.name] = self._plots_gen.get(entry.name, 0) + 1
+
+        def plots(f: h5py.File) -> None:
+            if self._plots_gen.get(entry.name) == gen:
+                self._write_plots(f, entry)
+
+        assert self._fw is not None
+        self._fw.submit(plots)
 
     def _create_dataset(self, f: h5py.File, chan: ChannelPlan, entry: EntryPlan) -> Any:
         instrument = f[chan.entry]["instrument"]
@@ -487,7 +504,8 @@ class ScanWriter:
             fmt = str(node.info.get("file_format", "hdf5"))
             return CameraDataset(group, chan.field, self.options.camera_mode(fmt), node.shape,
                                  node.dtype, int(node.info.get("frames_per_file", 1)), fmt,
-                                 self.options.compression)
+                                 self.options.compression,
+                                 min_interval=self.options.flush_period)
         grid = entry.grid if self.options.keepshape else None
         existing = group.get(chan.field)
         if self.resumed and isinstance(existing, h5py.Dataset):
@@ -499,11 +517,18 @@ class ScanWriter:
         assert self.plan is not None
         specs = self.plan.plots(entry)
         group = f[entry.name]
+        ready = []
         for spec in specs:
-            if all(path in f for _, path in spec.signals):
+            if all(path in self._created for _, path in spec.signals):
                 if self.options.keepshape and spec.grid is not None:
                     spec.grid = None  # the data is a grid already
-                write_plot(group, spec)
+                ready.append(spec)
+        shown = repr(ready)
+        if self._plots_written.get(entry.name) == shown:
+            return  # the plots in the file show exactly this already
+        for spec in ready:
+            write_plot(group, spec)
+        self._plots_written[entry.name] = shown
         if specs and specs[0].name in group:
             group.attrs["default"] = specs[0].name
             if _shown_before(f.attrs.get("default"), entry.name, f):
