@@ -50,7 +50,6 @@ import itertools
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -68,10 +67,10 @@ from nexus_writer.data import protocol as P
 from nexus_writer.data import walk as nxwalk
 from nexus_writer.data.server import RedisServer
 
+from _common import MALLOC_TUNABLES, MIB, cpu_model, flush, sends, status_kib
+
 TARGET = 0.8
-MIB = 2**20
 #: glibc malloc settings the benchmark runs under (see _ensure_malloc_tunables).
-MALLOC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432"
 
 
 @dataclass
@@ -127,15 +126,6 @@ class Pool:
 
     def __len__(self) -> int:
         return len(self.arrays)
-
-
-def sends(case: Case):
-    """(first point index, points in this send) of each batch, in order."""
-    first = 0
-    while first < case.points:
-        n = min(case.batch, case.points - first)
-        yield first, n
-        first += n
 
 
 # -- the measured operations -----------------------------------------------------
@@ -280,15 +270,6 @@ def read_raw_xread(url: str, keys: list[str], counts: list[int]) -> tuple[float,
 
 
 # -- listener memory, in a fresh process -----------------------------------------
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
-        return int(m.group(1)) if m else None
-    except OSError:
-        return None
-
-
 def probe_main(url: str, key: str) -> None:
     """Child process: peak memory of walking ``key``; prints one JSON line."""
     import tracemalloc
@@ -296,7 +277,7 @@ def probe_main(url: str, key: str) -> None:
     # No warm-up walk: the heap it would leave behind would hide the walk's own peak.
     store = DataStore(url)
     gc.collect()
-    base = _status_kib("VmRSS")
+    base = status_kib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
@@ -306,7 +287,7 @@ def probe_main(url: str, key: str) -> None:
     t0 = time.perf_counter()
     points, nbytes = consume_walk(store, key)
     seconds = time.perf_counter() - t0
-    peak = _status_kib("VmHWM") if hwm_reset else None
+    peak = status_kib("VmHWM") if hwm_reset else None
     if peak is None:  # fall back on the lifetime peak
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     gc.collect()
@@ -330,13 +311,6 @@ def probe(url: str, key: str) -> dict[str, Any]:
 
 
 # -- driver -----------------------------------------------------------------------
-def flush(r: redis.Redis, own_server: bool) -> None:
-    if own_server:
-        r.flushall()
-    else:
-        r.flushdb()
-
-
 def rate(case: Case, seconds: float) -> dict[str, float]:
     return {"seconds": seconds, "pts_per_s": case.points / seconds,
             "mb_per_s": case.scan_nbytes / seconds / 1e6}
@@ -423,7 +397,7 @@ def machine_info(r: redis.Redis) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "redis_server": info.get("redis_version"),
         "redis_py": redis.__version__,
@@ -455,15 +429,6 @@ def _loadavg() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-        return m.group(1).strip() if m else platform.processor()
-    except OSError:
-        return platform.processor()
 
 
 def _counts_text(counts: list[int]) -> str:

@@ -86,12 +86,11 @@ from nexus_writer.data.server import RedisServer
 from nexus_writer.nexus.datasets import chunk_shape, compression_args, fill_value
 from nexus_writer.writer import SessionWriter
 from nexus_writer.writer.filewriter import MERGE_BYTES
-from nexus_writer.writer.state import ScanState
 
-MIB = 2**20
+from _common import MALLOC_TUNABLES, MIB, cpu_model, flush, sends, status_kib
+
 #: glibc malloc settings of ``--tuned-malloc`` (as benchmarks/bench_data_api.py uses):
 #: multi-MiB replies reuse freed memory instead of page-faulting fresh mmaps in.
-TUNED_MALLOC = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432"
 HDF5_DATA_PATH = "/entry_0000/measurement/data"
 SESSION = "bench_writer"
 
@@ -174,15 +173,6 @@ class Pool:
     def get(self, k: int, n: int) -> np.ndarray:
         a = self.arrays[k % len(self.arrays)]
         return a if n == len(a) else a[:n]
-
-
-def sends(case: Case):
-    """(first point index, points in this send) of each batch, in order."""
-    first = 0
-    while first < case.points:
-        n = min(case.batch, case.points - first)
-        yield first, n
-        first += n
 
 
 def channel_names(case: Case) -> list[tuple[str, dict]]:
@@ -520,13 +510,6 @@ class ThreadProfiles:
 
 
 # -- one drain case -------------------------------------------------------------------
-def flush(r: redis.Redis, own: bool) -> None:
-    if own:
-        r.flushall()
-    else:
-        r.flushdb()
-
-
 def sync() -> None:
     """Dirty pages of earlier phases to disk first (not timed): less writeback noise."""
     os.sync()
@@ -727,22 +710,13 @@ def run_latency(url: str, r: redis.Redis, own: bool, args: argparse.Namespace,
 
 
 # -- writer memory, in a fresh process ------------------------------------------------------
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
-        return int(m.group(1)) if m else None
-    except OSError:
-        return None
-
-
 def mem_child(url: str, session: str, options: dict, timeout: float) -> None:
     """Child process: drain ``session`` and print its peak RSS (one JSON line)."""
     gc.collect()
     writer = SessionWriter(session, url, from_next=True, **options).start()  # warm up
     writer.stop()
     gc.collect()
-    base = _status_kib("VmRSS")
+    base = status_kib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # VmHWM := current RSS
@@ -754,7 +728,7 @@ def mem_child(url: str, session: str, options: dict, timeout: float) -> None:
 
     def sample() -> None:  # a second opinion, in case VmHWM cannot be reset
         while not stop.wait(0.02):
-            samples.append(_status_kib("VmRSS") or 0)
+            samples.append(status_kib("VmRSS") or 0)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -773,7 +747,7 @@ def mem_child(url: str, session: str, options: dict, timeout: float) -> None:
     writer.stop(timeout=30)
     stop.set()
     sampler.join()
-    peak = _status_kib("VmHWM") if hwm_reset else None
+    peak = status_kib("VmHWM") if hwm_reset else None
     if peak is None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"state": state, "seconds": seconds, "cpu": cpu, "rss_before_mib": (base or 0) / 1024,
@@ -822,7 +796,7 @@ def machine_info(r: redis.Redis) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -848,15 +822,6 @@ def _git_rev() -> str:
         return rev + ("+dirty" if dirty else "")
     except OSError:
         return "?"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-        return m.group(1).strip() if m else platform.processor()
-    except OSError:
-        return platform.processor()
 
 
 def fmt(x: Any, spec: str = ".2f") -> str:
@@ -951,7 +916,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--xrange-mib", type=float, default=4.0,
                    help="reply size of the raw XRANGE reads (default 4 MiB)")
     p.add_argument("--tuned-malloc", action="store_true",
-                   help=f"re-run under GLIBC_TUNABLES={TUNED_MALLOC}")
+                   help=f"re-run under GLIBC_TUNABLES={MALLOC_TUNABLES}")
     p.add_argument("--flush-period", type=float, default=1.0, help="writer option")
     p.add_argument("--compression", default="bitshuffle", help="writer option")
     p.add_argument("--timeout", type=float, default=600.0, help="per drain, seconds")
@@ -974,8 +939,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.tuned_malloc and os.environ.get("GLIBC_TUNABLES") != TUNED_MALLOC:
-        env = dict(os.environ, GLIBC_TUNABLES=TUNED_MALLOC)
+    if args.tuned_malloc and os.environ.get("GLIBC_TUNABLES") != MALLOC_TUNABLES:
+        env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNABLES)
         os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)]
                   + (sys.argv[1:] if argv is None else list(argv)), env)
     # SIGTERM ends the run through the finally blocks (our redis-server stopped, files gone)

@@ -48,7 +48,6 @@ import random
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,7 @@ import numpy as np
 import psutil
 
 from nexus_writer.data import DataStore
-from nexus_writer.data.saving import FINAL_STATES, reports, saving_key, writer_present
+from nexus_writer.data.saving import FINAL_STATES, saving_key, writer_present
 from nexus_writer.data.server import RedisServer
 from nexus_writer.service import config as cfg
 from nexus_writer.sim import SimSession
