@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from nexus_writer.data import DataStore
-from nexus_writer.data.server import RedisServer
+from nexus_writer.data.server import BlissdataServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +24,25 @@ def redis_url(redis_server) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def bliss_server():
+    """A real Valkey 8.1 with RedisJSON and RediSearch (blissdata's server), for the run."""
+    with BlissdataServer() as server:
+        yield server
+
+
+@pytest.fixture
+def bliss_url(bliss_server) -> str:
+    """URL of the blissdata test server, flushed and prepared (``init_db``) per test."""
+    from blissdata.redis_engine.store import DataStore as BlissDataStore
+
+    client = redis.Redis.from_url(bliss_server.url)
+    client.flushall()
+    client.close()
+    BlissDataStore(bliss_server.url, init_db=True)
+    return bliss_server.url
 
 
 @pytest.fixture

