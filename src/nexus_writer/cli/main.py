@@ -39,6 +39,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
+    parser.add_argument("--standby", action="store_true",
+                        help="when another writer serves the session, wait and take over "
+                        "when it stops (hot standby) instead of refusing to start")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
     logs.add_arguments(parser)
@@ -56,14 +59,16 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
-                           **writer_options(args))
+                           standby=args.standby, **writer_options(args))
     writer.start()
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
           file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
-            while True:
-                time.sleep(0.5)
+            while not writer.lease.lost.wait(0.5):
+                pass
+            print(f"NexusSessionWriter: session {args.session!r} taken over by another writer "
+                  f"({writer.lease_lost_to}); stopping", file=sys.stderr)
         except KeyboardInterrupt:
             pass
         try:  # a second Ctrl-C, wherever it lands, aborts the scans in progress

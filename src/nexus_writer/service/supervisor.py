@@ -74,8 +74,10 @@ def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> l
 
     Raises ValueError for an option the ``write`` command does not have.
     """
+    # --standby: a session another writer serves (a manual one, a service on another
+    # host) is waited for, not fought over or restarted in a loop
     cmd = [sys.executable, "-m", "nexus_writer.cli.main", "write", session.name, "--no-live",
-           "--log", log]
+           "--standby", "--log", log]
     if redis:
         cmd += ["--redis", redis]
     flags = _writer_flags()
