@@ -36,6 +36,12 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                    default="bitshuffle", help="filter for detector data (default bitshuffle)")
     g.add_argument("--inactivity-timeout", dest="inactivity_timeout", type=float, default=300.0,
                    metavar="S", help="fail a scan that sends nothing for S s (0: never)")
+    g.add_argument("--no-master-files", dest="master_files", action="store_false",
+                   help="no ESRF collection/proposal master files (by default written for "
+                   "scans with proposal, collection and dataset in their scan_info)")
+    g.add_argument("--technique", default="", metavar="NAME",
+                   help="application definition (technique template: NXxas, NXtomo, or a "
+                   ".toml file) for scans whose scan_info names none")
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
