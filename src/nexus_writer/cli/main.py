@@ -89,7 +89,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ..nexus.validate import validate_file
+    from ..nexus.validate import validate_applications, validate_file
 
     bad = 0
     for path in args.files:
@@ -99,6 +99,12 @@ def run_validate(args: argparse.Namespace) -> int:
             for m in report.messages:
                 print(f"    {m}")
         bad += not report.ok
+        for app in validate_applications(path):  # entries declaring a definition
+            print(f"  {app.summary()}")
+            if args.verbose or not app.ok:
+                for m in app.messages:
+                    print(f"    {m}")
+            bad += not app.ok
     return 1 if bad else 0
 
 
@@ -128,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",
                               description="nexusformat base-class check plus the @default "
-                              "plot chain; exit 1 if any file has errors or warnings.")
+                              "plot chain, and the application definition (nxvalidate) of "
+                              "each entry or subentry that declares one; exit 1 if any file "
+                              "has errors or warnings.")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-v", "--verbose", action="store_true", help="print all findings")
     logs.add_arguments(validate)

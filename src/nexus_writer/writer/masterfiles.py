@@ -160,9 +160,11 @@ def add_links(master: str, dataset_file: str, entries: Iterable[str],
 
 
 def link_scan(masters: Iterable[MasterFile], dataset_file: str, entries: Iterable[str],
-              timeout: float = LOCK_TIMEOUT) -> list[str]:
-    """:func:`add_links` for each master file; returns one warning per master file
-    that could not be updated (the others are updated all the same)."""
+              timeout: float | None = None) -> list[str]:
+    """:func:`add_links` for each master file (waiting up to ``timeout`` s, default
+    :data:`LOCK_TIMEOUT`, for each lock); returns one warning per master file that
+    could not be updated (the others are updated all the same)."""
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
     entries = list(entries)
     warnings = []
     for master in masters:
