@@ -40,8 +40,11 @@ logger = logging.getLogger(__name__)
 
 #: scan_info keys that put a scan under the ESRF data policy (master files on).
 POLICY_FIELDS = ("proposal", "collection", "dataset")
-#: Seconds a writer waits for the lock of a master file before giving up on it.
-LOCK_TIMEOUT = 30.0
+#: Seconds a writer waits for the lock of a master file before giving up on it (the
+#: dataset file's writing waits meanwhile: its data queues, nothing is lost).
+LOCK_TIMEOUT = 10.0
+#: Seconds an HDF5 refusal to open a master file is retried (a reader of this process).
+OPEN_RETRY = 2.0
 
 
 class MasterFileError(NexusWriterError, OSError):
@@ -130,6 +133,24 @@ class _FileLock:
             self._fd = None
 
 
+def _open_master(master: str, deadline: float) -> h5py.File:
+    """Open (or create) the master file, retried until ``deadline``: in this process
+    HDF5 refuses to open for writing a file that a reader of this process holds
+    open, until that reader closes it."""
+    delay = 0.01
+    deadline = min(deadline, time.monotonic() + OPEN_RETRY)
+    while True:
+        try:
+            return open_file(master)
+        except OSError as e:
+            # errno set: the system refused (permissions...), which a retry won't change
+            if e.errno is not None or time.monotonic() + delay > deadline:
+                raise
+            logger.debug("%s not opened (%s); retrying in %.2f s", master, e, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def add_links(master: str, dataset_file: str, entries: Iterable[str],
               timeout: float = LOCK_TIMEOUT) -> list[str]:
     """Link ``entries`` of ``dataset_file`` into ``master`` (external links, relative
@@ -146,8 +167,9 @@ def add_links(master: str, dataset_file: str, entries: Iterable[str],
     os.makedirs(directory, exist_ok=True)
     relative = os.path.relpath(os.path.abspath(dataset_file), directory)
     added: list[str] = []
+    deadline = time.monotonic() + timeout
     with _FileLock(master + ".lock", timeout):
-        with open_file(master) as f:
+        with _open_master(master, deadline) as f:
             for entry in entries:
                 name = link_name(dataset_file, entry)
                 if f.get(name, getlink=True) is None:
