@@ -128,3 +128,18 @@ def test_a_template_the_scan_cannot_satisfy_writes_nothing(tmp_path):
         appdef.write_subentry(f["1.1"], template, roles, {"count_time": 0.1,
                                                            "collection": "foil"})
         assert f["1.1/xas/sample/name"][()] == b"foil"
+
+
+def test_written_again_but_never_over_something_else(tmp_path):
+    template = appdef.load_template("NXxas")
+    info = {"count_time": 0.1}
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        roles = appdef.resolve(template, _xas_entry(f))
+        appdef.write_subentry(f["1.1"], template, roles, info)
+        appdef.write_subentry(f["1.1"], template, roles, info)  # a resumed scan: replaced
+        assert f["1.1/xas/definition"][()] == b"NXxas"
+        del f["1.1/xas"]
+        f["1.1"].create_group("xas").attrs["NX_class"] = "NXcollection"  # user metadata
+        with pytest.raises(appdef.AppDefError, match="exists and is no NXxas subentry"):
+            appdef.write_subentry(f["1.1"], template, roles, info)
+        assert f["1.1/xas"].attrs["NX_class"] == "NXcollection"

@@ -280,8 +280,14 @@ def write_subentry(entry: h5py.Group, template: Template, roles: Mapping[str, Ch
     """Write the template's ``NXsubentry`` in ``entry`` (replacing one there) and
     return it.  Raises AppDefError, before writing, when the scan lacks something."""
     items = _plan(template, entry, roles, info)
-    if template.subentry in entry:
-        del entry[template.subentry]
+    existing = entry.get(template.subentry)
+    if existing is not None:
+        if template.subentry not in {path.rsplit("/", 1)[-1] for path, definition in
+                                     _declared(entry) if definition == template.definition}:
+            raise AppDefError(f"{template.definition} not written: {entry.name}/"
+                              f"{template.subentry} exists and is no {template.definition} "
+                              "subentry")
+        del entry[template.subentry]  # written before this scan's writer was restarted
     sub = require_group(entry, template.subentry, "NXsubentry")
     write_field(sub, "definition", template.definition)
     for item in items:
@@ -299,32 +305,39 @@ def write_subentry(entry: h5py.Group, template: Template, roles: Mapping[str, Ch
     return sub
 
 
+def _definition(group: h5py.Group) -> str | None:
+    value = group.get("definition")
+    if not isinstance(value, h5py.Dataset):
+        return None
+    text = value[()]
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
+def _nx_class(group: h5py.Group) -> str:
+    value = group.attrs.get("NX_class", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _declared(entry: h5py.Group) -> list[tuple[str, str]]:
+    """``(path, definition)`` of the entry and its NXsubentry groups that declare one."""
+    found = []
+    own = _definition(entry)
+    if own:
+        found.append((entry.name, own))
+    for child in entry.values():
+        if isinstance(child, h5py.Group) and _nx_class(child) == "NXsubentry":
+            sub = _definition(child)
+            if sub:
+                found.append((child.name, sub))
+    return found
+
+
 def subentries(f: h5py.File) -> list[tuple[str, str]]:
     """``(path, definition)`` of every NXentry or NXsubentry (one level below an
     entry) that declares an application definition."""
     found: list[tuple[str, str]] = []
-
-    def definition(group: h5py.Group) -> str | None:
-        value = group.get("definition")
-        if not isinstance(value, h5py.Dataset):
-            return None
-        text = value[()]
-        return text.decode() if isinstance(text, bytes) else str(text)
-
-    def nx_class(group: h5py.Group) -> str:
-        value = group.attrs.get("NX_class", "")
-        return value.decode() if isinstance(value, bytes) else str(value)
-
     for name in f:
         entry = f.get(name)
-        if not isinstance(entry, h5py.Group) or nx_class(entry) != "NXentry":
-            continue
-        own = definition(entry)
-        if own:
-            found.append((entry.name, own))
-        for child in entry.values():
-            if isinstance(child, h5py.Group) and nx_class(child) == "NXsubentry":
-                sub = definition(child)
-                if sub:
-                    found.append((child.name, sub))
+        if isinstance(entry, h5py.Group) and _nx_class(entry) == "NXentry":
+            found.extend(_declared(entry))
     return found
