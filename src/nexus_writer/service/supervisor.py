@@ -245,11 +245,14 @@ class Supervisor:
     """Runs the configured session writers until stopped."""
 
     def __init__(self, config_path: str | Path, redis: str | None = None,
-                 log: str | None = None, http_port: int | None = None):
+                 log: str | None = None, http_port: int | str | None = None,
+                 data_roots: list[str] | None = None):
         self.config_path = Path(config_path)
         self.redis = redis
         self.log = log
+        #: The web page's port, or "HOST:PORT" (see nexus_writer.web.parse_address).
         self.http_port = http_port
+        self.data_roots = data_roots or []
         self.processes: dict[str, SessionProcess] = {}
         #: Writers being stopped (removed or reconfigured sessions).
         self.retiring: list[SessionProcess] = []
@@ -353,9 +356,9 @@ class Supervisor:
             if port is not None:
                 from .http import StatusServer
 
-                self._http = StatusServer(self, port).start()
-                logger.info("status on http://127.0.0.1:%d/status and /metrics",
-                            self._http.port)
+                self._http = StatusServer(self, port, roots=self.data_roots).start()
+                logger.info("status on %sstatus and /metrics; web page on %s",
+                            self._http.url, self._http.url)
             logger.info("NexusWriterService (pid %d): %d session(s) from %s", os.getpid(),
                         len(self.processes), self.config_path)
             while not self._stop.wait(0.25):

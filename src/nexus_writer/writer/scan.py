@@ -136,7 +136,8 @@ class ScanWriter:
         return {"scan": self.source.number, "key": self.source.key,
                 "title": str(self.info.get("title", "")), "state": self.state.name,
                 "reason": self.saving.reason, "file": self.filename, "entries": self.entries,
-                "channels": channels, "problems": list(self.problems)}
+                "channels": channels, "problems": list(self.problems),
+                "started": self.started, "finished": self.finished}
 
     # -- the scan thread -----------------------------------------------------------
     def run(self) -> None:
