@@ -60,6 +60,8 @@ class WebApp:
         self.reader = reader
         self.roots = roots
         self.token = token or None
+        #: Whether a request comes from a client that needs no token (this host).
+        self.trusted: Callable[[Request], bool] = _loopback
         self.closing = threading.Event()
         self._cache: tuple[float, dict[str, Any]] | None = None
         self._cache_lock = threading.Lock()
@@ -105,7 +107,7 @@ class WebApp:
         if request.method not in ("GET", "HEAD"):
             return PlainTextResponse("read-only: GET and HEAD only", status_code=405,
                                      headers={"Allow": "GET, HEAD"})
-        if self.token is not None and not _loopback(request):
+        if self.token is not None and not self.trusted(request):
             given = (request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
                      or request.headers.get("authorization", "").removeprefix("Bearer "))
             if not hmac.compare_digest(given.encode(), self.token.encode()):

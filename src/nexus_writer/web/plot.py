@@ -106,10 +106,9 @@ def _curves(data: h5py.Group, signal: str, axes: list[str]) -> dict[str, Any]:
                         if isinstance(data.get(n), h5py.Dataset)]
     series = {}
     lengths = []
-    for n in names:
-        values = data[n][()]
-        series[n] = np.atleast_1d(values)
-        lengths.append(len(series[n]))
+    for name in names:
+        series[name] = np.atleast_1d(data[name][()])
+        lengths.append(len(series[name]))
     axis = axes[0] if axes and axes[0] != "." else None
     x = None
     if axis is not None and isinstance(data.get(axis), h5py.Dataset):
