@@ -65,7 +65,7 @@ read = direct if mode == "direct" else served
 while time.time() < deadline:
     try:
         diode = read()
-        print(json.dumps({"ok": True, "diode": diode.tobytes().hex(), "t": time.time()}), flush=True)
+        print(json.dumps({"ok": True, "diode": diode.tobytes().hex()}), flush=True)
     except urllib.error.HTTPError as e:
         print(json.dumps({"ok": False, "error": f"HTTP {e.code}: {e.read()[:200]!r}"}), flush=True)
     except (OSError, KeyError, RuntimeError, ValueError) as e:
@@ -109,7 +109,8 @@ def _run_readers(web_factory, sim_session, seconds: float):
 
 
 def test_served_reads_never_meet_a_half_flushed_file(web_factory, sim_session):
-    results = _run_readers(web_factory, sim_session, seconds=float(os.environ.get("NXW_READ_SECONDS", 4)))
+    seconds = float(os.environ.get("NXW_READ_SECONDS", 4))
+    results = _run_readers(web_factory, sim_session, seconds)
     for mode, (n, errors, wrong) in results.items():
         print(f"{mode} reads during the scan: {n}, failed {len(errors)} "
               f"({100 * len(errors) / max(1, n):.1f} %), wrong data {wrong}; "
