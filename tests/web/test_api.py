@@ -216,3 +216,22 @@ def test_token_required_from_other_hosts(web_factory):
     assert code == 200
     web.trusted = lambda request: True  # this host: no token needed
     assert client.request("/status")[0] == 200
+
+
+def test_writer_page_of_a_file():
+    """The service asks a file's data of the page of the live writer that wrote it last."""
+    from nexus_writer.web.server import writer_page_of
+
+    def session(web, alive, *scans):
+        return {"process": {"alive": alive},
+                "writer": {"web": web, "scans": [{"file": f, "started": t} for f, t in scans]}}
+
+    status = {"sessions": {"a": session("http://127.0.0.1:1/", True, ("/d/x.h5", 1.0)),
+                           "b": session("http://127.0.0.1:2/", True, ("/d/x.h5", 2.0),
+                                        ("/d/y.h5", 3.0)),
+                           "c": session("http://127.0.0.1:3/", False, ("/d/z.h5", 4.0)),
+                           "d": session(None, True, ("/d/w.h5", 5.0))}}
+    assert writer_page_of(status, "/d/x.h5") == "http://127.0.0.1:2/"
+    assert writer_page_of(status, "/d/y.h5") == "http://127.0.0.1:2/"
+    assert writer_page_of(status, "/d/z.h5") is None  # its writer is down
+    assert writer_page_of(status, "/d/w.h5") is None  # its writer has no page

@@ -69,8 +69,10 @@ def _writer_flags() -> dict[str, tuple[str, bool]]:
     return flags
 
 
-def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> list[str]:
-    """The command line of one session writer.
+def writer_command(session: cfg.SessionConfig, redis: str | None, log: str,
+                   web: bool = False) -> list[str]:
+    """The command line of one session writer; ``web``: it serves its page on a free
+    loopback port (the service's page reads the files through it).
 
     Raises ValueError for an option the ``write`` command does not have.
     """
@@ -88,6 +90,8 @@ def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> l
                 cmd.append(flag)
         else:
             cmd += [flag, str(value)]
+    if web:
+        cmd += ["--http", "127.0.0.1:0"]
     return cmd
 
 
@@ -99,11 +103,11 @@ class SessionProcess:
     """
 
     def __init__(self, session: cfg.SessionConfig, redis: str | None, log: str,
-                 after: "SessionProcess | None" = None):
+                 after: "SessionProcess | None" = None, web: bool = False):
         self.session = session
         self.redis = redis
         self.log = log
-        self.command = writer_command(session, redis, log)
+        self.command = writer_command(session, redis, log, web)
         self.after = after
         self.process: subprocess.Popen | None = None
         #: Restarts since the service started (a counter: never goes down).
@@ -276,7 +280,8 @@ class Supervisor:
         try:
             new = cfg.load(self.config_path)
             log = self.log or new.log
-            commands = {name: writer_command(s, self.redis or new.redis_of(s), log)
+            web = self.http_port is not None or new.http is not None
+            commands = {name: writer_command(s, self.redis or new.redis_of(s), log, web)
                         for name, s in new.sessions.items()}
         except ValueError as e:
             logger.error("config not (re)loaded: %s", e)
@@ -295,7 +300,7 @@ class Supervisor:
             if current is None:
                 previous = next((p for p in self.retiring if p.name == name), None)
                 self.processes[name] = SessionProcess(
-                    session, self.redis or new.redis_of(session), log, after=previous)
+                    session, self.redis or new.redis_of(session), log, after=previous, web=web)
 
     def _retire(self, process: SessionProcess) -> None:
         process.begin_stop()

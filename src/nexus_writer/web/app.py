@@ -21,6 +21,8 @@ import json
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,6 +62,9 @@ class WebApp:
         self.reader = reader
         self.roots = roots
         self.token = token or None
+        #: For a served file's real path: the base address of the page that reads it
+        #: best (the page of the writer process that writes it), or None to read it here.
+        self.forward: Callable[[str], str | None] | None = None
         #: Whether a request comes from a client that needs no token (this host).
         self.trusted: Callable[[Request], bool] = _loopback
         self.closing = threading.Event()
@@ -78,6 +83,29 @@ class WebApp:
 
     def snapshot(self) -> dict[str, Any]:
         return snapshot(self.status())
+
+    def forwarded(self, request: Request) -> Response | None:
+        """The answer of the page that reads the requested file best (see
+        :attr:`forward`), or None when it is read here.  Raises NotServedError for a
+        file outside the data roots."""
+        if self.forward is None:
+            return None
+        base = self.forward(self.roots.resolve(request.query_params.get("file", "")))
+        if base is None:
+            return None
+        url = base.rstrip("/") + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return Response(r.read(), status_code=r.status,
+                                media_type=r.headers.get("Content-Type"))
+        except urllib.error.HTTPError as e:
+            return Response(e.read(), status_code=e.code,
+                            media_type=e.headers.get("Content-Type"))
+        except OSError as e:  # the writer's page went away: read here
+            logger.debug("web: %s not reached (%s); reading here", base, e)
+            return None
 
     def read(self, file: str, fn: Callable[[Any], Any]) -> Any:
         path = self.roots.resolve(file)
@@ -139,6 +167,9 @@ class WebApp:
         if not entry:
             return JSONResponse({"message": "give file= and entry="}, status_code=422)
         try:
+            forwarded = await run_in_threadpool(self.forwarded, request)
+            if forwarded is not None:
+                return forwarded
             data = await run_in_threadpool(
                 self.read, file, lambda f: read_plot(f, entry, q.get("nxdata") or None))
         except Exception as e:  # noqa: BLE001 - every failure answers with its cause

@@ -41,6 +41,10 @@ def routes(web: "WebApp") -> list[Route]:
 
             q = request.query_params
             try:
+                forwarded = await run_in_threadpool(web.forwarded, request)
+                if forwarded is not None:
+                    return forwarded
+
                 def run(f: h5py.File) -> Any:
                     out = encode(make(f, q), q.get("format", "json"))
                     return out.content, out.headers

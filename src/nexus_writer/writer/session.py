@@ -64,6 +64,8 @@ class SessionWriter:
         self._status_thread: threading.Thread | None = None
         self._ready = threading.Event()
         self.presence = WriterPresence(self.store, session, url=self.store.url)
+        #: Address of this writer's web page when one serves it (set by nexus_writer.web).
+        self.web_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -129,7 +131,7 @@ class SessionWriter:
     def status(self) -> dict[str, Any]:
         """This writer's status document (also published in Redis)."""
         return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
-                "active": len(self.active()),
+                "active": len(self.active()), "web": self.web_url,
                 "scans": [w.stats() for w in self.scans()[-STATUS_SCANS:]]}
 
     def _publish_status(self) -> None:
