@@ -89,14 +89,16 @@ def run_session_writer(args: argparse.Namespace) -> int:
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
                            **writer_options(args))
+    # the page first: a port taken stops here, before the writer takes any scan; and
+    # the writer's first status names its page
+    try:
+        web = start_web(args, lambda **kw: _web().for_session_writer(writer, **kw))
+    except BaseException:
+        writer.store.close()
+        raise
     writer.start()
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
           file=sys.stderr)
-    try:
-        web = start_web(args, lambda **kw: _web().for_session_writer(writer, **kw))
-    except (OSError, ValueError):
-        writer.stop(timeout=0)
-        raise
     with LiveView(writer, enabled=args.live):
         try:
             while True:
