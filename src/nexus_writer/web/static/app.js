@@ -169,9 +169,12 @@ function draw(data) {
       view.plot = new uPlot({
         width: Math.max(400, plotDiv.clientWidth - 10), height: 300,
         scales: {x: {time: false}},
-        axes: [{label: data.kind === "spectrum" ? "channel" : data.x_label}, {}],
+        axes: [{label: data.kind === "spectrum" ? "channel" : data.x_label}, {size: 80}],
+        // auxiliary signals far from the signal's magnitude (timers next to counts)
+        // start hidden: a click on their legend shows them
         series: [{label: data.kind === "spectrum" ? "channel" : data.x_label},
-                 ...names.map((n, i) => ({label: n, stroke: colors[i % colors.length], spanGaps: false}))],
+                 ...names.map((n, i) => ({label: n, stroke: colors[i % colors.length], spanGaps: false,
+                                          show: i === 0 || comparable(data.series[names[0]], data.series[n])}))],
       }, series, plotDiv);
       view.plotKey = key;
     }
@@ -183,6 +186,17 @@ function draw(data) {
   plotDiv.dataset.points = points;
   plotDiv.dataset.updates = view.updates;
   plotDiv.dataset.kind = data.kind;
+}
+
+function magnitude(values) {
+  let m = 0;
+  for (const v of values) if (v !== null && Math.abs(v) > m) m = Math.abs(v);
+  return m;
+}
+
+function comparable(signal, other) {
+  const a = magnitude(signal), b = magnitude(other);
+  return a === 0 || b === 0 || (Math.max(a, b) / Math.min(a, b)) < 1000;
 }
 
 function color(t) {  // a viridis-like ramp, t in [0, 1]
@@ -245,7 +259,8 @@ function node(file, path, info) {
       const open = li.querySelector("ul");
       if (open) { open.remove(); label.classList.remove("open"); return; }
       label.classList.add("open");
-      li.append(el("ul", {}, full.children.map((c) => node(file, (path === "/" ? "" : path) + "/" + c.name, c))));
+      const children = full.children.slice().sort((a, b) => a.name.localeCompare(b.name, undefined, {numeric: true}));
+      li.append(el("ul", {}, children.map((c) => node(file, (path === "/" ? "" : path) + "/" + c.name, c))));
     } catch (e) {
       $("#node-info").textContent = e.message;
     }
