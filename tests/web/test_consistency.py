@@ -39,7 +39,11 @@ def direct():
             raise RuntimeError(f"frame {n - 1} reads as {int(frames[n - 1][0, 0])}")
         return diode
 
+requests = 0
+
 def get(route, **params):
+    global requests
+    requests += 1
     url = base + route + "?" + urllib.parse.urlencode(dict(params, file=path))
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read()
@@ -65,7 +69,8 @@ read = direct if mode == "direct" else served
 while time.time() < deadline:
     try:
         diode = read()
-        print(json.dumps({"ok": True, "diode": diode.tobytes().hex()}), flush=True)
+        print(json.dumps({"ok": True, "diode": diode.tobytes().hex(), "requests": requests}),
+              flush=True)
     except urllib.error.HTTPError as e:
         print(json.dumps({"ok": False, "error": f"HTTP {e.code}: {e.read()[:200]!r}"}), flush=True)
     except (OSError, KeyError, RuntimeError, ValueError) as e:
@@ -104,19 +109,21 @@ def _run_readers(web_factory, sim_session, seconds: float):
             if s["ok"]:
                 seen = np.frombuffer(bytes.fromhex(s["diode"]), dtype=np.float64)
                 wrong += seen.tobytes() != diode[:len(seen)].tobytes()
-        results[mode] = (len(samples), errors, wrong)
+        requests = max((s.get("requests", 0) for s in samples), default=0)
+        results[mode] = (len(samples), errors, wrong, requests)
     return results
 
 
 def test_served_reads_never_meet_a_half_flushed_file(web_factory, sim_session):
     seconds = float(os.environ.get("NXW_READ_SECONDS", 4))
     results = _run_readers(web_factory, sim_session, seconds)
-    for mode, (n, errors, wrong) in results.items():
-        print(f"{mode} reads during the scan: {n}, failed {len(errors)} "
-              f"({100 * len(errors) / max(1, n):.1f} %), wrong data {wrong}; "
-              f"first errors: {errors[:3]}")
-    n, errors, wrong = results["served"]
-    assert n >= 10, f"only {n} reads through the server"
+    for mode, (n, errors, wrong, requests) in results.items():
+        print(f"{mode} reads of the whole file during the scan: {n}, failed {len(errors)} "
+              f"({100 * len(errors) / max(1, n):.1f} %), wrong data {wrong}"
+              + (f", {requests} HTTP requests" if requests else "")
+              + f"; first errors: {errors[:3]}")
+    n, errors, wrong, requests = results["served"]
+    assert n >= 2 and requests >= 50, f"only {n} reads ({requests} requests) through the server"
     assert errors == [] and wrong == 0, f"{len(errors)} failed reads of {n}: {errors[:5]}"
-    n, errors, wrong = results["direct"]
+    n, errors, wrong, _ = results["direct"]
     assert n >= 10 and wrong == 0  # a direct read fails (retried), it never shows wrong data
