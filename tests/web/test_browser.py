@@ -67,6 +67,10 @@ def test_running_scan_counts_and_plot_rise_without_reload(web_factory, sim_sessi
         assert browser.find_elements(By.CSS_SELECTOR, "#plot .uplot canvas")
         wait_for(lambda: int(_attr(browser, "#plot", "data-points") or 0) > plotted, 15,
                  f"the plot to get points beyond {plotted}")
+        channels = {_text(browser, f'#channels tr[data-channel="{name}"] td:first-child')
+                    for name in ("timer:elapsed_time", "timer:epoch",
+                                 "simulation_diode_sampling_controller:diode")}
+        assert "simulation_diode_sampling_controller:diode" in channels, channels
         browser.save_screenshot(str(tmp_path / "web-during-scan.png"))
         assert (tmp_path / "web-during-scan.png").stat().st_size > 10000
         assert _attr(browser, row, "data-state") == "RUNNING"  # all this while it ran

@@ -94,6 +94,9 @@ function render(snap) {
     const s = snap.scans.find((x) => x.key === view.selected.key && x.session === view.selected.session);
     if (s) {
       $("#scan-title").textContent = `Scan ${s.scan} (${s.session}): ${s.title} — ${s.state}`;
+      $("#channels tbody").replaceChildren(...Object.entries(s.channels).map(([n, c]) =>
+        el("tr", {"data-channel": n, class: c.written < c.published ? "behind" : ""}, [
+          el("td", {text: n}), el("td", {text: text(c.written)}), el("td", {text: text(c.published)})])));
       if (s.file && s.entries.length && (s.written !== view.lastCount || !view.plot)) {
         view.selected.file = s.file; view.selected.entry = s.entries[0];
         loadPlot();
