@@ -17,9 +17,14 @@ from .helpers import wait_for
 FAST = {"flush_period": 0.2}
 
 
-def _get(port: int, path: str) -> tuple[int, bytes]:
+READ_BY = "x-nexus-writer-read-by"
+
+
+def _get(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            if headers is not None:
+                headers.update((k.lower(), v) for k, v in r.headers.items())
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -53,10 +58,14 @@ def test_service_page_and_files_through_the_writers(service_factory, redis_url, 
     writer_page = status["sessions"]["s1"]["writer"]["web"]
     assert writer_page.startswith("http://127.0.0.1:")
     query = urllib.parse.urlencode({"file": path, "path": "/1.1/measurement/diode"})
-    code, body = _get(service.port, f"/h5grove/data/?{query}")
+    headers: dict = {}
+    code, body = _get(service.port, f"/h5grove/data/?{query}", headers)
     assert code == 200 and np.array_equal(np.array(json.loads(body), dtype=float), diode)
+    assert headers[READ_BY] == f"pid {pids['s1']}"  # read in the writer, not the service
     with urllib.request.urlopen(f"{writer_page}h5grove/data/?{query}", timeout=10) as r:
         assert json.loads(r.read()) == json.loads(body)
+    headers = {}
     plot = json.loads(_get(service.port, "/api/plot?" + urllib.parse.urlencode(
-        {"file": path, "entry": "1.1"}))[1])
+        {"file": path, "entry": "1.1"}), headers)[1])
     assert plot["kind"] == "curves" and plot["points"] == 5
+    assert headers[READ_BY] == f"pid {pids['s1']}"

@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -49,6 +50,12 @@ EVENT_PERIOD = 0.25
 #: Seconds after which a snapshot is pushed even if only ages and durations changed.
 EVENT_REFRESH = 2.0
 TOKEN_COOKIE = "nxw_token"
+#: Response header naming the process that read the file (the writer's, under the service).
+READ_BY = "X-Nexus-Writer-Read-By"
+
+
+def read_by() -> dict[str, str]:
+    return {READ_BY: f"pid {os.getpid()}"}
 
 
 class WebApp:
@@ -99,7 +106,8 @@ class WebApp:
         try:
             with urllib.request.urlopen(url, timeout=30) as r:
                 return Response(r.read(), status_code=r.status,
-                                media_type=r.headers.get("Content-Type"))
+                                media_type=r.headers.get("Content-Type"),
+                                headers={READ_BY: r.headers.get(READ_BY, "")})
         except urllib.error.HTTPError as e:
             return Response(e.read(), status_code=e.code,
                             media_type=e.headers.get("Content-Type"))
@@ -174,7 +182,7 @@ class WebApp:
                 self.read, file, lambda f: read_plot(f, entry, q.get("nxdata") or None))
         except Exception as e:  # noqa: BLE001 - every failure answers with its cause
             return error_response(e)
-        return JSONResponse(data)
+        return JSONResponse(data, headers=read_by())
 
     async def events_route(self, request: Request) -> Response:
         """Server-sent events: the snapshot when it changes (at most every

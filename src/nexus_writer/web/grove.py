@@ -37,7 +37,7 @@ def routes(web: "WebApp") -> list[Route]:
 
     def endpoint(make: Callable[[h5py.File, Any], Any]) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
-            from .app import error_response
+            from .app import error_response, read_by
 
             q = request.query_params
             try:
@@ -52,7 +52,7 @@ def routes(web: "WebApp") -> list[Route]:
                 content, headers = await run_in_threadpool(web.read, q.get("file", ""), run)
             except Exception as e:  # noqa: BLE001 - every failure answers with its cause
                 return error_response(e)
-            return Response(content, headers=headers)
+            return Response(content, headers={**headers, **read_by()})
         return handler
 
     def entity(f: h5py.File, q: Any) -> Any:
