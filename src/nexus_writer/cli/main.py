@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from typing import Any
 
 from ..errors import NexusWriterError
 from . import logs
@@ -50,7 +51,38 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                         "when it stops (hot standby) instead of refusing to start")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
+    add_http_arguments(parser)
     logs.add_arguments(parser)
+
+
+def add_http_arguments(parser: argparse.ArgumentParser, what: str = "the writer's") -> None:
+    """``--http [HOST:]PORT`` and ``--data-root DIR``: the web page."""
+    parser.add_argument("--http", metavar="[HOST:]PORT",
+                        help=f"serve {what} web page, /status and /metrics on PORT "
+                        "(127.0.0.1 unless HOST is given; 0: a free port; from other hosts "
+                        "the token $NEXUS_WRITER_WEB_TOKEN is required when set)")
+    parser.add_argument("--data-root", dest="data_roots", action="append", default=None,
+                        metavar="DIR", help="the page serves files under DIR only (repeat "
+                        "for more; default: the folders of the files written)")
+
+
+def _web() -> Any:
+    """The web adapter, imported only when a page is asked for (Starlette, uvicorn)."""
+    from .. import web
+
+    return web
+
+
+def start_web(args: argparse.Namespace, make: Any) -> Any:
+    """Start the web page when ``--http`` is given (``make(port=, host=, roots=)``) and
+    print its address; None otherwise."""
+    if getattr(args, "http", None) is None:
+        return None
+    host, port = _web().parse_address(args.http)
+    server = make(port=port, host=host, roots=args.data_roots or ())
+    server.start()
+    print(f"web page: {server.url}  (status: {server.url}status)", file=sys.stderr)
+    return server
 
 
 def writer_options(args: argparse.Namespace) -> dict:
@@ -66,7 +98,19 @@ def run_session_writer(args: argparse.Namespace) -> int:
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
                            standby=args.standby, **writer_options(args))
-    writer.start()
+    # the page first: a port taken stops here, before the writer takes any scan; and
+    # the writer's first status names its page
+    try:
+        web = start_web(args, lambda **kw: _web().for_session_writer(writer, **kw))
+    except BaseException:
+        writer.store.close()
+        raise
+    try:
+        writer.start()
+    except BaseException:  # another writer has the session: nothing to serve
+        if web is not None:
+            web.stop()
+        raise
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
           file=sys.stderr)
     with LiveView(writer, enabled=args.live):
@@ -88,6 +132,8 @@ def run_session_writer(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             writer.abort()
         writer.stop(timeout=30)
+    if web is not None:
+        web.stop()
     failed = writer.summary().get("FAILED", 0)
     print(f"NexusSessionWriter: {writer.summary() or 'no scans'}", file=sys.stderr)
     return 1 if failed else 0
@@ -128,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")
     add_writer_arguments(demo)
+    demo.add_argument("--serve", action="store_true",
+                      help="keep the web page up after the scans, until Ctrl-C")
+    demo.set_defaults(http="0")
     demo.set_defaults(func=lambda a: __import__("nexus_writer.cli.demo", fromlist=["run"]).run(a))
 
     write = sub.add_parser("write", help="write every new scan of SESSION (NexusSessionWriter)",

@@ -141,7 +141,8 @@ class ScanWriter:
                 "title": str(self.info.get("title", "")), "state": self.state.name,
                 "reason": self.saving.reason, "file": self.filename, "entries": self.entries,
                 "channels": channels, "problems": list(self.problems),
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings),
+                "started": self.started, "finished": self.finished}
 
     # -- the scan thread -----------------------------------------------------------
     def run(self) -> None:

@@ -75,6 +75,8 @@ class SessionWriter:
         self.lease = SessionLease(self.store, session, lease_ttl, on_lost=self._lease_lost)
         #: The writer that took the session over while this one wrote it, if any.
         self.lease_lost_to: LeaseHolder | None = None
+        #: Address of this writer's web page when one serves it (set by nexus_writer.web).
+        self.web_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -170,7 +172,7 @@ class SessionWriter:
     def status(self) -> dict[str, Any]:
         """This writer's status document (also published in Redis)."""
         return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
-                "active": len(self.active()),
+                "active": len(self.active()), "web": self.web_url,
                 "lease": "held" if self.lease.held else
                          ("lost" if self.lease.lost.is_set() else "standby"),
                 "scans": [w.stats() for w in self.scans()[-STATUS_SCANS:]]}
