@@ -502,6 +502,6 @@ def test_unknown_scan(store):
     assert not node.exists()
     assert node.state == "EXPIRED"
     with pytest.raises(KeyError):
-        node.number
+        _ = node.number
     with pytest.raises(KeyError):
-        node.info
+        _ = node.info

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from nexus_writer.cli.main import main
-from nexus_writer.data import DataStore
 from nexus_writer.data.saving import writer_present
 from nexus_writer.sim import SimSession
 from tests.writer.helpers import manual_scan_info
@@ -130,7 +129,8 @@ def test_two_sessions_written_with_status_and_metrics(service_factory, redis_url
         assert f'nexus_writer_restarts_total{{session="{name}"}} 0' in lines
         assert f'nexus_writer_scans{{session="{name}",state="SUCCEEDED"}} 3' in lines
         assert f'nexus_writer_scans{{session="{name}",state="FAILED"}} 0' in lines
-    restarts = [ln for ln in lines if ln.startswith('nexus_writer_restarts_total{session="broken"}')]
+    restarts = [ln for ln in lines
+                if ln.startswith('nexus_writer_restarts_total{session="broken"}')]
     assert restarts and int(restarts[0].split()[-1]) >= 2
     points = {ln.split()[0]: int(ln.split()[1]) for ln in lines
               if ln.startswith("nexus_writer_points_written")}
