@@ -19,9 +19,10 @@ import pytest
 from nexus_writer.cli.main import main
 from nexus_writer.data.saving import writer_present
 from nexus_writer.sim import SimSession
+from tests.waiting import wait_for
 from tests.writer.helpers import manual_scan_info
 
-from .helpers import check_saved, wait_for
+from .helpers import check_saved
 
 pytestmark = pytest.mark.timeout(90)
 

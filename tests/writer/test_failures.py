@@ -4,7 +4,6 @@ does not take the scan down; scans not meant for this writer are skipped."""
 from __future__ import annotations
 
 import os
-import time
 
 import h5py
 import numpy as np
@@ -13,6 +12,7 @@ import redis
 
 from nexus_writer.sim import TopMaster
 from nexus_writer.writer import ScanState
+from tests.waiting import wait_for
 
 from .helpers import assert_channel, check_scan, decode, manual_scan_info, wait_written
 
@@ -141,10 +141,9 @@ def _read_only_directory_as_nobody(sim_session, redis_url):
             os.setuid(nobody.pw_uid)
             writer = SessionWriter("test_session", redis_url, flush_period=0.2).start()
             os.write(wfd, b"ready\n")
-            deadline = time.monotonic() + 30
-            while len(writer.scans()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            writer.wait_idle(30)
+            wait_for(lambda: len(writer.scans()) >= 2, 30, "the writer taking both scans",
+                     lambda: writer.scans())
+            assert writer.wait_idle(30), "scans still being written after 30 s"
             result = [[w.source.number, w.state.name, w.saving.reason] for w in writer.scans()]
             writer.stop(10)
             os.write(wfd, json.dumps(result).encode() + b"\n")

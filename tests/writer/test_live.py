@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from tests.waiting import wait_for
+
 from .helpers import check_scan, wait_written
 
 FLUSH_PERIOD = 0.2
@@ -96,8 +98,8 @@ def test_live_reader_sees_points_during_scan(sim_session, writer_factory, store)
                               stdout=subprocess.PIPE, text=True, cwd="/")
     try:
         scan.run_in_thread()
-        while scan.key is None or len(scan.node.nodes()) < 4:
-            time.sleep(0.005)
+        wait_for(lambda: scan.key is not None and len(scan.node.nodes()) >= 4, 10,
+                 "the scan's 4 channels in Redis", interval=0.005)
         nodes = {n.name: n for n in scan.node.nodes()}
         diode_node = nodes["simulation_diode_sampling_controller:diode"]
         log = PublishedLog([diode_node, nodes["lima_simulator:image"]])
