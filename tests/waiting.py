@@ -4,6 +4,7 @@ it waited for when the deadline passes (instead of a bare pytest-timeout minutes
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -27,3 +28,27 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str,
             raise AssertionError(f"{what}: not within {timeout} s" + (f"\n{extra}" if extra
                                                                       else ""))
         time.sleep(interval)
+
+
+def returns_within(call: Callable[[], T], timeout: float, what: str) -> T:
+    """``call()``, which must return by itself within ``timeout`` seconds: for a call
+    given a much longer timeout of its own, to show that it did not wait for it.
+
+    Runs in a daemon thread; its exception, if any, is raised here.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
+            error.append(e)
+
+    thread = threading.Thread(target=run, daemon=True, name=f"returns_within: {what}")
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{what}: still waiting after {timeout} s"
+    if error:
+        raise error[0]
+    return result[0]
