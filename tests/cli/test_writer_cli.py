@@ -67,8 +67,11 @@ def test_validate_exit_codes(tmp_path):
     assert "no NeXus base class" in out.stdout  # the finding is printed
     out = _run(exe, "validate", str(good), str(bad))
     assert out.returncode == 1
-    out = _run(exe, "validate", str(tmp_path / "missing.h5"))
-    assert out.returncode != 0
+    missing = tmp_path / "missing.h5"
+    out = _run(exe, "validate", str(missing))
+    assert out.returncode == 1, out.stdout + out.stderr  # a finding, not a crash
+    assert f'File "{missing}" does not exist' in out.stdout, out.stdout
+    assert "Traceback" not in out.stderr, out.stderr
     out = _run(exe, "validate")
     assert out.returncode == 2  # usage error
 

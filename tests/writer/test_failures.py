@@ -180,15 +180,22 @@ def _read_only_directory_as_nobody(sim_session, redis_url):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_dataset_path_is_a_directory(sim_session, writer_factory, tmp_path):
-    """The file cannot be opened at all: FAILED with the HDF5 reason, the writer goes on."""
+def test_dataset_path_is_a_directory(sim_session, writer_factory, store, tmp_path):
+    """The file cannot be opened at all: FAILED with the cause and the path, told to
+    the producer too; the writer goes on with the next scan."""
     target = tmp_path / "taken.h5"
     target.mkdir()
     writer = writer_factory()
     scan = sim_session.loopscan(3, 0.1, "diode", scan_info={"filename": str(target)})
-    [sw] = wait_written(writer, [scan])
+    after = sim_session.loopscan(3, 0.1, "diode")
+    sw, ok = wait_written(writer, [scan, after])
     assert sw.state == ScanState.FAILED
-    assert sw.saving.reason, "a failure without a reason"
+    reason = sw.saving.reason
+    assert "Is a directory" in reason and str(target) in reason, reason
+    saved = scan.wait_saved(timeout=10)
+    assert saved.state == "FAILED" and saved.reason == reason
+    assert list(target.iterdir()) == []  # nothing written into the directory
+    check_scan(store, ok)
 
 
 def test_not_enough_disk_space(sim_session, writer_factory):
