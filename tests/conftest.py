@@ -10,6 +10,21 @@ from nexus_writer.data import DataStore
 from nexus_writer.data.server import BlissdataServer, RedisServer
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Which variant ran, for tests that have more than one way to set up their case
+    (they record it with ``record_property("variant", ...)``)."""
+    seen: dict[str, str] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "variant":
+                    seen[report.nodeid] = str(value)
+    if seen:
+        terminalreporter.section("test variants")
+        for nodeid, variant in sorted(seen.items()):
+            terminalreporter.line(f"{nodeid}: {variant}")
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """A real redis-server on a free loopback port, for the whole test run."""
