@@ -14,6 +14,7 @@ import numpy as np
 from nexus_writer.data import DataStore
 from nexus_writer.writer import ScanState, ScanWriter, SessionWriter
 from tests.layout import Place, expected_places
+from tests.waiting import wait_for
 
 
 def scan_keys(scans: Iterable[Any]) -> list[str]:
@@ -30,14 +31,13 @@ def wait_written(writer: SessionWriter, scans: Iterable[Any], timeout: float = 6
     """
     keys = scan_keys(scans)
     deadline = time.monotonic() + timeout
-    while True:
+
+    def taken() -> dict[str, ScanWriter] | None:
         seen = {w.source.key: w for w in writer.scans()}
-        if all(k in seen for k in keys):
-            break
-        if time.monotonic() > deadline:
-            missing = [k for k in keys if k not in seen]
-            raise AssertionError(f"the writer never took scans {missing}")
-        time.sleep(0.02)
+        return seen if all(k in seen for k in keys) else None
+
+    seen = wait_for(taken, timeout, f"the writer taking scans {keys}",
+                    lambda: f"taken: {[w.source.key for w in writer.scans()]}")
     assert writer.wait_idle(max(1.0, deadline - time.monotonic())), \
         f"scans still being written after {timeout} s: {[w.label for w in writer.active()]}"
     return [seen[k] for k in keys]
