@@ -1,4 +1,5 @@
-"""Where the documented layout puts each channel of a scan: the tests' own table.
+"""Where the documented layout (docs/layout.md) puts each channel of a scan: the tests'
+own table.
 
 Written from the ESRF file convention (one ``NXentry`` ``{scan_nb}.{k}`` per top master
 of ``acquisition_chain``; in it ``instrument`` with one ``NXpositioner`` per motor,
