@@ -3,11 +3,39 @@ directory, and a simulated session."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 
+import nexus_writer
 from nexus_writer.data import DataStore
 from nexus_writer.data.server import BlissdataServer, RedisServer
+
+
+def pytest_configure(config) -> None:
+    """Subprocesses (console scripts, writers, readers) import the nexus_writer under
+    test from any working directory: its root first in PYTHONPATH, every entry made
+    absolute (``PYTHONPATH=src`` would not reach it from a test's tmp_path)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nexus_writer.__file__)))
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+             if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([root] + [p for p in paths if p != root])
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Which variant ran, for tests that have more than one way to set up their case
+    (they record it with ``record_property("variant", ...)``)."""
+    seen: dict[str, str] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "variant":
+                    seen[report.nodeid] = str(value)
+    if seen:
+        terminalreporter.section("test variants")
+        for nodeid, variant in sorted(seen.items()):
+            terminalreporter.line(f"{nodeid}: {variant}")
 
 
 @pytest.fixture(scope="session")

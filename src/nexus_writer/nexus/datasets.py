@@ -126,7 +126,7 @@ class ChannelDataset:
             dset.attrs["points_written"] = max(self.count, end)
         self.count = max(self.count, end)
 
-    def _pad(self, points: Sequence[np.ndarray]) -> np.ndarray:
+    def _pad(self, points: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Stack ragged points, growing the dataset's variable dimensions if needed."""
         dset = self.dset
         offset = 2 if self.grid else 1
@@ -140,10 +140,12 @@ class ChannelDataset:
             out[(i,) + tuple(slice(0, s) for s in p.shape)] = p
         return out
 
-    def _write_grid(self, first: int, data: np.ndarray) -> None:
-        fast = self.grid.fast
+    def _write_grid(self, first: int, data: np.ndarray | Sequence[np.ndarray]) -> None:
+        grid = self.grid
+        assert grid is not None, "_write_grid is only called for keepshape datasets"
+        fast = grid.fast
         i = 0
-        n = min(len(data), self.grid.size - first)
+        n = min(len(data), grid.size - first)
         while i < n:
             flat = first + i
             row, col = divmod(flat, fast)
@@ -152,4 +154,4 @@ class ChannelDataset:
             i += take
         if len(data) > n:
             raise ValueError(f"{self.dset.name}: {first + len(data)} points do not fit the "
-                             f"{self.grid.slow}x{self.grid.fast} grid (keepshape)")
+                             f"{grid.slow}x{grid.fast} grid (keepshape)")

@@ -46,7 +46,8 @@ class EntryPlan:
     top_master: str
     masters: set[str] = field(default_factory=set)
     channels: list[ChannelPlan] = field(default_factory=list)
-    groups: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (name, class)
+    # (kind, device or channel) -> (group name, NX_class)
+    groups: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     group_names: set[str] = field(default_factory=set)
     measurement_names: set[str] = field(default_factory=set)
     grid: Grid | None = None
