@@ -71,9 +71,6 @@ def test_demo_as_readme_runs_it(tmp_path):
         [f"lima_simulator_{i:04d}.h5" for i in range(3)]  # 5 frames, 2 per file
 
 
-@pytest.mark.xfail(strict=True, reason="cli/demo.py summary opens the files of FAILED scans "
-                   "even when none was created: exit 2 with an HDF5 error instead of the "
-                   "summary and exit 1")
 @pytest.mark.timeout(120)
 def test_demo_whose_scans_all_fail_says_why_and_exits_1(tmp_path):
     """Every scan refused (not enough disk space for the option given): the summary

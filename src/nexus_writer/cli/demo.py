@@ -82,6 +82,9 @@ def summary(writer: SessionWriter, published: int, elapsed: float) -> int:
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     ok = states.get("FAILED", 0) == 0
     for path, entries in sorted(files.items()):
+        if not os.path.exists(path):  # every scan of it refused before it was created
+            print(f"{path}\n    not written")
+            continue
         report = validate_file(path)
         ok &= report.ok
         print(f"{path}\n    {len(entries)} entries, {_points(path, entries)} points; "
