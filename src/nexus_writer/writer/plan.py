@@ -3,6 +3,7 @@ measurement names and plots.  Pure logic on scan_info and node definitions."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -29,9 +30,14 @@ class ChannelPlan:
     measurement: str
     nx_class: str
     motor: bool = False
+    #: Where the producer declared the data (blissdata ``hdf5_fallback`` ``data_path``,
+    #: relative to the file's root): the channel's data goes exactly there.
+    fixed: str | None = None
 
     @property
     def path(self) -> str:
+        if self.fixed is not None:
+            return "/" + self.fixed
         parts = [self.entry, "instrument", self.group] + ([self.subgroup] if self.subgroup else [])
         return "/" + "/".join(parts + [self.field])
 
@@ -123,7 +129,22 @@ class ScanPlan:
                 or self._device_type(self.device_of(node)) == "axis")
 
     def _is_timer(self, chan: ChannelPlan) -> bool:
-        return self._device_type(self.device_of(chan.node)) == "timer"
+        return (chan.node.info.get("device_type") == "timer"
+                or self._device_type(self.device_of(chan.node)) == "timer")
+
+    def declared_path(self, node: NodeInfo) -> str | None:
+        """The path the producer declared for the node's data in this scan's file
+        (blissdata ``hdf5_fallback``: its readers read trimmed points from there)."""
+        info = node.info
+        if info.get("plugin") != "hdf5_fallback" or not info.get("data_path"):
+            return None
+        filename = self.info.get("filename")
+        file_path = info.get("file_path")
+        if file_path and filename and (os.path.normpath(str(file_path))
+                                       != os.path.normpath(str(filename))):
+            return None  # another file: not this writer's to honour
+        path = str(info["data_path"]).strip("/")
+        return path if path and "/" in path else None
 
     def _device_has_spectra(self, device: str) -> bool:
         for ch in self.channels_info.values():
@@ -135,6 +156,12 @@ class ScanPlan:
     def add(self, node: NodeInfo) -> ChannelPlan:
         """Place a new channel or camera node."""
         entry = self.entry_for(node)
+        fixed = self.declared_path(node)
+        if fixed is not None:
+            top, _, rest = fixed.partition("/")
+            entry = next((e for e in self.entries.values() if e.name == top), entry)
+            if rest.startswith("instrument/"):
+                entry.group_names.add(rest.split("/")[1])
         device, display = self.device_of(node), self.display_of(node)
         subgroup = None
         motor = False
@@ -173,7 +200,8 @@ class ScanPlan:
             subgroup = "values" if kind == "positioner" else "statistics"
             fld = nexus_name(display)
         plan = ChannelPlan(node, entry.name, kind, group, fld, subgroup,
-                           unique_name(nexus_name(meas), entry.measurement_names), nx_class, motor)
+                           unique_name(nexus_name(meas), entry.measurement_names), nx_class, motor,
+                           fixed)
         entry.channels.append(plan)
         self.by_name[node.name] = plan
         return plan

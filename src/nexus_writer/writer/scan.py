@@ -21,8 +21,9 @@ from ..errors import NexusWriterError
 from ..nexus import metadata
 from ..nexus.camera import CameraDataset
 from ..nexus.datasets import ChannelDataset, fill_value
-from ..nexus.groups import now_iso, require_group, soft_link, write_field
-from ..nexus.plots import set_grid_axes, write_plot
+from ..nexus.groups import nx_class_of, now_iso, require_group, soft_link, write_field
+from ..nexus.validate import defined_fields
+from ..nexus.plots import fit_plot, set_grid_axes, write_plot
 from .filewriter import FileWriter, FileWriterPool, Target
 from .options import WriterOptions
 from .plan import ChannelPlan, EntryPlan, ScanPlan
@@ -246,9 +247,9 @@ class ScanWriter:
 
     def _run(self) -> None:
         self.info = info = self._read_info()
-        if not info.get("save", True) or str(info.get("data_writer", "nexus")) != "nexus":
-            self.saving.skip(f"not saved by this writer (save={info.get('save', True)}, "
-                             f"data_writer={info.get('data_writer')!r})")
+        skip = self.source.skip_reason(info)
+        if skip:
+            self.saving.skip(skip)
             logger.info("%s: skipped (%s)", self.label, self.saving.reason)
             return  # reported by run()
         filename = info.get("filename")
@@ -493,24 +494,56 @@ class ScanWriter:
         assert self._fw is not None
         self._fw.submit(plots)
 
+    @staticmethod
+    def _declared_group(f: h5py.File, chan: ChannelPlan) -> tuple[h5py.Group, str]:
+        """The parent group of a channel whose path the producer declared, created
+        as needed (groups there already are taken as they are), and the field name."""
+        assert chan.fixed is not None
+        parts = chan.fixed.split("/")
+        group: h5py.Group = f
+        for depth, part in enumerate(parts[:-1]):
+            child = group.get(part)
+            if child is None:
+                if depth == 0:
+                    nx_class = "NXentry"
+                elif depth == 1 and part == "instrument":
+                    nx_class = "NXinstrument"
+                elif depth == len(parts) - 2 and parts[-1] in defined_fields(chan.nx_class):
+                    nx_class = chan.nx_class
+                else:  # a name the class does not define: a plain collection
+                    nx_class = "NXcollection"
+                child = require_group(group, part, nx_class)
+            elif not isinstance(child, h5py.Group):
+                raise TypeError(f"{child.name} is not a group: no place for {chan.fixed}")
+            elif (depth == len(parts) - 2 and nx_class_of(child) in ("NXdetector", "NXpositioner")
+                  and parts[-1] not in defined_fields(nx_class_of(child) or "")):
+                child.attrs["NX_class"] = "NXcollection"  # one more undefined name
+            group = child
+        return group, parts[-1]
+
     def _create_dataset(self, f: h5py.File, chan: ChannelPlan, entry: EntryPlan) -> Any:
-        instrument = f[chan.entry]["instrument"]
-        group = require_group(instrument, chan.group, chan.nx_class)
-        if chan.subgroup:
-            group = require_group(group, chan.subgroup, "NXcollection")
+        if chan.fixed is not None:
+            group, name = self._declared_group(f, chan)
+        else:
+            instrument = f[chan.entry]["instrument"]
+            group = require_group(instrument, chan.group, chan.nx_class)
+            if chan.subgroup:
+                group = require_group(group, chan.subgroup, "NXcollection")
+            name = chan.field
         node = chan.node
         units = node.unit or ""
         if chan.kind == "camera":
             fmt = str(node.info.get("file_format", "hdf5"))
-            return CameraDataset(group, chan.field, self.options.camera_mode(fmt), node.shape,
+            return CameraDataset(group, name, self.options.camera_mode(fmt), node.shape,
                                  node.dtype, int(node.info.get("frames_per_file", 1)), fmt,
                                  self.options.compression,
                                  min_interval=self.options.flush_period)
-        grid = entry.grid if self.options.keepshape else None
-        existing = group.get(chan.field)
+        # a declared path holds the points flat: blissdata readers index them so
+        grid = entry.grid if self.options.keepshape and chan.fixed is None else None
+        existing = group.get(name)
         if self.resumed and isinstance(existing, h5py.Dataset):
             return ChannelDataset(existing, node.shape, grid)
-        return ChannelDataset.create(group, chan.field, node.dtype, node.shape, entry.npoints,
+        return ChannelDataset.create(group, name, node.dtype, node.shape, entry.npoints,
                                      self.options.compression, grid=grid, units=units)
 
     def _write_plots(self, f: h5py.File, entry: EntryPlan) -> None:
@@ -615,6 +648,10 @@ class ScanWriter:
             self._write_plots(f, entry)
             if entry.grid is not None:
                 self._grid_axes(f, entry)
+            for spec in self.plan.plots(entry):
+                plot = group.get(spec.name)
+                if isinstance(plot, h5py.Group):
+                    fit_plot(plot)
             positioners = info.get("positioners")
             if isinstance(positioners, Mapping):
                 metadata.write_positioners(instrument, positioners)
