@@ -56,9 +56,10 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
-                           **writer_options(args))
+                           protocol=args.protocol, **writer_options(args))
     writer.start()
-    print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
+    print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
+          f"({writer.protocol}); Ctrl-C to stop",
           file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "scan_info['filename'], live.")
     write.add_argument("session", metavar="SESSION")
     add_writer_arguments(write)
+    write.add_argument("--protocol", choices=("auto", "native", "blissdata"), default="auto",
+                       help="what the acquisition publishes: this project's protocol (native)"
+                       " or BLISS 2.x (blissdata); auto (default) detects it from the "
+                       "protocol key in Redis")
     write.set_defaults(func=run_session_writer)
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",

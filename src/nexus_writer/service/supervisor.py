@@ -78,6 +78,8 @@ def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> l
            "--log", log]
     if redis:
         cmd += ["--redis", redis]
+    if session.protocol:
+        cmd += ["--protocol", session.protocol]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:
