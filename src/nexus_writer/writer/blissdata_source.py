@@ -432,7 +432,7 @@ class BlissdataScanSource:
             if len(data) != entry.length:
                 raise ValueError(f"{len(data)} points decoded, {entry.length} announced")
         except Exception as e:  # noqa: BLE001 - named, counted, and the stream goes on
-            yield SourceError(reader.name, f"{self.label}: stream {reader.name!r}: entry of "
+            yield SourceError(reader.name, f"stream {reader.name!r}: entry of "
                               f"points {start}..{end - 1} undecodable ({e})",
                               max(start, reader.next), (max(start, reader.next), end))
             reader.next = end
@@ -463,9 +463,8 @@ class BlissdataScanSource:
     def _gap(self, reader: _Reader, upto: int) -> SourceError:
         first = reader.next
         reader.next = upto
-        message = (f"{self.label}: stream {reader.name!r}: points {first}..{upto - 1} "
+        message = (f"stream {reader.name!r}: points {first}..{upto - 1} "
                    f"({upto - first}) trimmed from Redis before they were read")
-        logger.error("%s", message)
         return SourceError(reader.name, message, first, (first, upto))
 
     def _lima_entry(self, reader: _Reader, entry: Any) -> Iterator[SourceEvent]:
@@ -480,8 +479,8 @@ class BlissdataScanSource:
                     reader.lima.update(**{k: int(v) for k, v in dict(status).items()
                                           if k in ("last_index", "last_index_saved")})
             except Exception as e:  # noqa: BLE001
-                yield SourceError(reader.name, f"{self.label}: stream {reader.name!r}: "
-                                  f"undecodable Lima status ({e})")
+                yield SourceError(reader.name, f"stream {reader.name!r}: undecodable Lima "
+                                  f"status ({e})")
                 return
         saved = int(reader.lima._last_index_saved) + 1
         if reader.sealed:
