@@ -187,8 +187,14 @@ class BlissdataScanSource:
     #: Seconds one blocking read waits (a stop request is seen within it).
     BLOCK = 0.2
 
-    def __init__(self, bliss_store: Any, key: str, store: DataStore):
+    def __init__(self, bliss_store: Any, key: str, store: DataStore,
+                 stop: threading.Event | None = None, prepare_timeout: float = 120.0):
         self.bliss_store = bliss_store
+        self.stop = stop
+        #: The info is complete at PREPARED (BLISS adds the layout, ``h5maps``, then):
+        #: :meth:`info` waits for it that long, then goes on with what there is.
+        self.prepare_timeout = prepare_timeout
+        self._prepared = False
         self.key = key
         with connection_lost(f"scan {key}"):
             self._scan = bliss_store.load_scan(key)
@@ -233,11 +239,31 @@ class BlissdataScanSource:
             raise NexusWriterError(f"{self.label}: malformed scan document in Redis: "
                                    f"{e}") from e
 
+    def _wait_prepared(self) -> None:
+        """Until the scan is PREPARED (its info complete), the timeout or a stop."""
+        r = self.bliss_store._redis
+        key = self._scan._model.state_stream.key()
+        deadline = time.monotonic() + self.prepare_timeout
+        while not self._prepared:
+            state, last = self._state()
+            remaining = deadline - time.monotonic()
+            if state >= 1:
+                self._prepared = True
+            elif remaining <= 0:
+                logger.warning("%s: not PREPARED after %g s; written from the info at "
+                               "CREATED", self.label, self.prepare_timeout)
+                self._prepared = True
+            elif self.stop is not None and self.stop.is_set():
+                return
+            else:
+                r.xread({key: last}, block=max(1, int(min(remaining, self.BLOCK) * 1000)))
+
     def info(self) -> dict[str, Any]:
-        """The scan's current info.  A child of a sequence (``info.group`` = the
-        sequence's key) also gets ``parent.scan_nb``, which links it from its
-        sequence's entry."""
+        """The scan's info, complete (from PREPARED on, see :attr:`prepare_timeout`).
+        A child of a sequence (``info.group`` = the sequence's key) also gets
+        ``parent.scan_nb``, which links it from its sequence's entry."""
         with connection_lost(self.label):
+            self._wait_prepared()
             info = dict(self._model().info)
             group = info.get("group")
             if isinstance(group, str) and "parent" not in info:

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..nexus import h5map
 from ..nexus.datasets import Grid
 from ..nexus.groups import entry_name, nexus_name, unique_name
 from ..nexus.plots import PlotSpec
@@ -33,6 +34,8 @@ class ChannelPlan:
     #: Where the producer declared the data (blissdata ``hdf5_fallback`` ``data_path``,
     #: relative to the file's root): the channel's data goes exactly there.
     fixed: str | None = None
+    #: Attributes the producer's layout (h5maps) gives the dataset.
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -97,6 +100,19 @@ class ScanPlan:
         self._chain = chain
         self.plotselect = _plotselect(info)
         self.by_name: dict[str, ChannelPlan] = {}
+        #: The finished layout the producer gave for this file (BLISS ``h5maps``):
+        #: materialised as it is, each stream's data where it says.
+        self.h5map: Any = None
+        self.h5map_streams: dict[str, tuple[str, dict[str, Any]]] = {}
+        #: Names the layout gives in each entry (the writer adds nothing of those).
+        self.h5map_names: dict[str, set[str]] = {}
+        filename = info.get("filename")
+        if info.get("h5maps") and filename:
+            self.h5map = h5map.for_file(info["h5maps"], str(filename))
+        if self.h5map is not None:
+            self.h5map_streams = h5map.stream_paths(self.h5map)
+            for name, item in getattr(self.h5map, "children", {}).items():
+                self.h5map_names[name] = set(getattr(item, "children", {}))
 
     # -- classification ------------------------------------------------------------
     def entry_for(self, node: NodeInfo) -> EntryPlan:
@@ -156,7 +172,8 @@ class ScanPlan:
     def add(self, node: NodeInfo) -> ChannelPlan:
         """Place a new channel or camera node."""
         entry = self.entry_for(node)
-        fixed = self.declared_path(node)
+        mapped = self.h5map_streams.get(node.name)
+        fixed = mapped[0] if mapped else self.declared_path(node)
         if fixed is not None:
             top, _, rest = fixed.partition("/")
             entry = next((e for e in self.entries.values() if e.name == top), entry)
@@ -201,7 +218,7 @@ class ScanPlan:
             fld = nexus_name(display)
         plan = ChannelPlan(node, entry.name, kind, group, fld, subgroup,
                            unique_name(nexus_name(meas), entry.measurement_names), nx_class, motor,
-                           fixed)
+                           fixed, dict(mapped[1]) if mapped else {})
         entry.channels.append(plan)
         self.by_name[node.name] = plan
         return plan

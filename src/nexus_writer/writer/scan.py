@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import NexusWriterError
-from ..nexus import metadata
+from ..nexus import h5map, metadata
 from ..nexus.camera import CameraDataset
 from ..nexus.datasets import ChannelDataset, fill_value
 from ..nexus.groups import nx_class_of, now_iso, require_group, soft_link, write_field
@@ -367,14 +367,24 @@ class ScanWriter:
         for name in existing:
             if "end_time" in f[name]:  # finished, not reported: finished again below
                 del f[name]["end_time"]
+        layout = self.plan.h5map
+        if layout is not None and not self.resumed:
+            h5map.materialise(f, layout)  # the producer's layout first: it wins
         for entry in self.plan.entries.values():
-            if entry.name in f:
+            if entry.name in existing:
                 continue
-            group = require_group(f, entry.name, "NXentry")
-            write_field(group, "title", str(self.info.get("title", "")))
-            write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
-            require_group(group, "instrument", "NXinstrument")
-            require_group(group, "measurement", "NXcollection")
+            group = f.get(entry.name)
+            if not isinstance(group, h5py.Group):
+                group = require_group(f, entry.name, "NXentry")
+            # this writer's own items, where the producer's layout has none
+            if "title" not in group:
+                write_field(group, "title", str(self.info.get("title", "")))
+            if "start_time" not in group:
+                write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
+            if "instrument" not in group:
+                require_group(group, "instrument", "NXinstrument")
+            if "measurement" not in group:
+                require_group(group, "measurement", "NXcollection")
             metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
         self._link_to_sequence(f)
 
@@ -475,7 +485,13 @@ class ScanWriter:
             except Exception as e:  # noqa: BLE001 - this channel is flagged, others go on
                 target.fail(e)
                 return
-            soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
+            if chan.attrs and isinstance(target.writer, ChannelDataset):
+                dset = target.writer.dset
+                if "units" not in chan.attrs and not dset.attrs.get("units"):
+                    del dset.attrs["units"]  # exactly the attributes the layout gives
+                dset.attrs.update(chan.attrs)
+            if self.plan is not None and self.plan.h5map is None:
+                soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
             self._created.add(chan.path)
 
         self._fw.submit(create)
@@ -556,14 +572,16 @@ class ScanWriter:
                 if self.options.keepshape and spec.grid is not None:
                     spec.grid = None  # the data is a grid already
                 ready.append(spec)
+        taken = self.plan.h5map_names.get(entry.name, set())
+        ready = [spec for spec in ready if spec.name not in taken]  # the layout's own
         shown = repr(ready)
         if self._plots_written.get(entry.name) == shown:
             return  # the plots in the file show exactly this already
         for spec in ready:
             write_plot(group, spec)
         self._plots_written[entry.name] = shown
-        if specs and specs[0].name in group:
-            group.attrs["default"] = specs[0].name
+        if ready and ready[0].name in group:
+            group.attrs["default"] = ready[0].name
             if _shown_before(f.attrs.get("default"), entry.name, f):
                 f.attrs["default"] = entry.name
 
@@ -642,6 +660,17 @@ class ScanWriter:
             "points_written": [self.targets[n].points for n in names] or [0],
             "points_published": [(self.published or {}).get(n, -1) for n in names] or [0],
         }
+        layout = None
+        if self.plan.h5map is not None:
+            try:  # the final layout (end time, end positions...)
+                layout = h5map.for_file(info.get("h5maps"), str(self.filename))
+            except ValueError as e:
+                self._problem(f"final h5map not materialised: {e}")
+            try:
+                if layout is not None:
+                    h5map.materialise(f, layout)
+            except (ValueError, TypeError, OSError, KeyError) as e:
+                self._problem(f"final h5map not materialised: {type(e).__name__}: {e}")
         for entry in self.plan.entries.values():
             group = f[entry.name]
             instrument = group["instrument"]
@@ -649,20 +678,25 @@ class ScanWriter:
             if entry.grid is not None:
                 self._grid_axes(f, entry)
             for spec in self.plan.plots(entry):
+                if spec.name in self.plan.h5map_names.get(entry.name, ()):
+                    continue  # the layout's own item
                 plot = group.get(spec.name)
                 if isinstance(plot, h5py.Group):
                     fit_plot(plot)
+            # with the producer's layout (h5maps), only this writer's status and plots
+            esrf = self.plan.h5map is None
             positioners = info.get("positioners")
-            if isinstance(positioners, Mapping):
+            if esrf and isinstance(positioners, Mapping):
                 metadata.write_positioners(instrument, positioners)
-            for cat in info.get("scan_meta_categories") or ():
+            for cat in (info.get("scan_meta_categories") or ()) if esrf else ():
                 tree = info.get(cat)
                 if isinstance(tree, Mapping) and tree:
                     try:
                         metadata.write_category(group, cat, tree)
                     except Exception as e:  # noqa: BLE001 - metadata must not lose the data
                         self._problem(f"metadata category {cat!r} not written: {e}")
-            metadata.write_comments(group, info.get("comments") or ())
+            if esrf:
+                metadata.write_comments(group, info.get("comments") or ())
             if self.children and entry is next(iter(self.plan.entries.values())):
                 subscans = require_group(group, "subscans", "NXcollection")
                 for number, _ in self.children:
@@ -675,7 +709,8 @@ class ScanWriter:
             if self.problems:  # in the file too, not only in the log
                 extra["problems"] = list(self.problems)
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
-            write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+            if self.plan.h5map is None or "end_time" not in group:
+                write_field(group, "end_time", str(info.get("end_time") or now_iso()))
 
     def _grid_axes(self, f: h5py.File, entry: EntryPlan) -> None:
         """Coordinates of a mesh plot, from the motor data: fast axis is dim 1."""

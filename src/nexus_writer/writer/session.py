@@ -179,7 +179,8 @@ class SessionWriter:
             return
         self._take(key, f"scan {scan.number} of session {self.session!r}",
                    SavingReporter(self.store, record_key(key)),
-                   lambda: BlissdataScanSource(self.bliss_store, key, self.store))
+                   lambda: BlissdataScanSource(self.bliss_store, key, self.store,
+                                              stop=self._abort_scans))
 
     def _new_scan(self, scan: Any) -> None:
         self._take(scan.key, scan.label, SavingReporter(scan.store, scan.key),
