@@ -7,6 +7,7 @@ scan is recorded FAILED with its reason in the log, the status and the file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -102,6 +103,7 @@ class ScanWriter:
         #: Resuming a file this scan's writer left unfinished (crash, kill -9).
         self.resumed = False
         self._position: dict[str, int] = {}
+        self._ref_nodes: set[str] = set()  # the children streams of a sequence
 
     # -- public --------------------------------------------------------------------
     @property
@@ -468,6 +470,7 @@ class ScanWriter:
     def _on_node(self, event: NodeAdded) -> None:
         node = event.node
         if node.type == "node_ref_channel":
+            self._ref_nodes.add(node.name)
             return
         assert self.plan is not None and self._fw is not None
         if node.name in self.targets:  # announced again after a resume
@@ -485,7 +488,8 @@ class ScanWriter:
             except Exception as e:  # noqa: BLE001 - this channel is flagged, others go on
                 target.fail(e)
                 return
-            if chan.attrs and isinstance(target.writer, ChannelDataset):
+            mapped = self.plan is not None and chan.node.name in self.plan.h5map_streams
+            if mapped and isinstance(target.writer, ChannelDataset):
                 dset = target.writer.dset
                 if "units" not in chan.attrs and not dset.attrs.get("units"):
                     del dset.attrs["units"]  # exactly the attributes the layout gives
@@ -669,6 +673,7 @@ class ScanWriter:
             try:
                 if layout is not None:
                     h5map.materialise(f, layout)
+                self._write_mapped_children(f)
             except (ValueError, TypeError, OSError, KeyError) as e:
                 self._problem(f"final h5map not materialised: {type(e).__name__}: {e}")
         for entry in self.plan.entries.values():
@@ -711,6 +716,25 @@ class ScanWriter:
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
             if self.plan.h5map is None or "end_time" not in group:
                 write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+
+    def _write_mapped_children(self, f: h5py.File) -> None:
+        """A sequence's children stream placed by the layout: one JSON event per child
+        (``{"key", "scan_number"}``, as published), in order."""
+        assert self.plan is not None
+        for name in self._ref_nodes:
+            mapped = self.plan.h5map_streams.get(name)
+            if mapped is None:
+                continue
+            path, attrs = mapped
+            parent, _, field_name = path.rpartition("/")
+            events = [json.dumps({"key": key, "scan_number": number})
+                      for number, key in self.children]
+            dset = write_field(f.require_group("/" + parent), field_name, events or [""])
+            if not events:
+                del f["/" + parent][field_name]
+                dset = f["/" + parent].create_dataset(field_name, shape=(0,),
+                                                      dtype=h5py.string_dtype())
+            dset.attrs.update(attrs)
 
     def _grid_axes(self, f: h5py.File, entry: EntryPlan) -> None:
         """Coordinates of a mesh plot, from the motor data: fast axis is dim 1."""
