@@ -370,8 +370,8 @@ class ScanWriter:
             if "end_time" in f[name]:  # finished, not reported: finished again below
                 del f[name]["end_time"]
         layout = self.plan.h5map
-        if layout is not None and not self.resumed:
-            h5map.materialise(f, layout)  # the producer's layout first: it wins
+        if layout is not None:  # the producer's layout first: it wins
+            h5map.materialise(f, layout, replace=not self.resumed)
         for entry in self.plan.entries.values():
             if entry.name in existing:
                 continue

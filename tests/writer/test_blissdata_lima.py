@@ -1,0 +1,62 @@
+"""A Lima camera stream of blissdata (references to frames the camera saves in its own
+HDF5 files) -> a virtual dataset over those files, frame for frame."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+from blissdata.streams.lima import LimaStream
+
+from ..blissdata_replay import ScanReplay, load_fixture
+from .bliss_helpers import assert_scan_file, wait_final
+from .helpers import decode
+
+CAMERA = "lima_simulator:image"
+FRAMES, PER_FILE, SHAPE = 7, 3, (4, 5)
+DATA_PATH = "/entry_0000/measurement/data"
+
+
+def _frame(i: int) -> np.ndarray:
+    return (np.arange(np.prod(SHAPE), dtype=np.uint16).reshape(SHAPE) + 100 * i)
+
+
+def _save_frames(template: str, upto: int) -> None:
+    """What the camera does: frames 0..upto-1 in files of PER_FILE frames."""
+    for number in range((upto + PER_FILE - 1) // PER_FILE):
+        first = number * PER_FILE
+        frames = np.stack([_frame(i) for i in range(first, min(first + PER_FILE, upto))])
+        with h5py.File(template % number, "w") as f:
+            f.create_dataset(DATA_PATH, data=frames)
+
+
+def test_lima_references_become_a_vds(bliss_store, nxw_store, bliss_writer, tmp_path):
+    bliss_writer()
+    replay = ScanReplay(bliss_store, load_fixture("loopscan"), tmp_path).create()
+    images = tmp_path / "test_session" / "scan0001"
+    images.mkdir(parents=True)
+    template = str(images / "lima_simulator_%04d.h5")
+    lima = replay.scan.create_stream(LimaStream.make_definition(
+        CAMERA, "uint16", SHAPE, server_url="id00/limaccds/simulator1", buffer_max_number=10,
+        frames_per_acquisition=FRAMES, acquisition_offset=0,
+        saving={"file_path": template, "data_path": DATA_PATH, "file_format": "HDF5",
+                "file_offset": 0, "frames_per_file": PER_FILE}))
+    replay.to("PREPARED")
+    replay.to("STARTED")
+    for saved in (2, 5, FRAMES):  # statuses as the camera saves
+        replay.step()
+        _save_frames(template, saved)
+        lima.send({"last_index": saved - 1, "last_index_saved": saved - 1})
+    lima.seal()
+    replay.finish()
+    report = wait_final(nxw_store, replay.key)
+    assert report.state == "SUCCEEDED", report
+    assert report.detail["channels"][CAMERA] == {"written": FRAMES, "published": FRAMES}
+    filename = assert_scan_file(replay)
+    with h5py.File(filename, "r", locking=False) as f:
+        dset = f["1.1/measurement/lima_simulator_image"]
+        assert dset.is_virtual
+        assert dset.shape == (FRAMES,) + SHAPE
+        for i in range(FRAMES):
+            assert np.array_equal(dset[i], _frame(i)), f"frame {i}"
+        sources = {decode(s.file_name) for s in dset.virtual_sources()}
+        assert sources == {f"scan0001/lima_simulator_{n:04d}.h5" for n in range(3)}
