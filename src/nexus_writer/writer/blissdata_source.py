@@ -287,6 +287,8 @@ class BlissdataScanSource:
     def _state(self) -> tuple[int, str]:
         """The last state and its stream ID."""
         raw = self.bliss_store._redis.xrevrange(self._scan._model.state_stream.key(), count=1)
+        if not raw:
+            raise NexusWriterError(f"{self.label}: deleted from Redis ({self.key})")
         entry_id, fields = raw[0]
         return int(fields[b"state"]), entry_id.decode()
 

@@ -305,8 +305,8 @@ class ScanWriter:
                         self._on_data(event.node, event.first_index, event.refs)
                     elif isinstance(event, NodeAdded):
                         self._on_node(event)
-                    elif isinstance(event, ChildScans):
-                        self.children.extend(event.scans)
+                    elif isinstance(event, ChildScans):  # once each, also when read again
+                        self.children.extend(c for c in event.scans if c not in self.children)
                     elif isinstance(event, SourceError):
                         self._problem(event.message)
                     elif isinstance(event, ScanEnded):
