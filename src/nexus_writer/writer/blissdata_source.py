@@ -18,6 +18,7 @@ docs/protocol.md), handled by the native protocol's :class:`SavingReporter`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -345,9 +346,13 @@ class BlissdataScanSource:
             reader = _Reader(name, key, "numeric", encoder, variable=-1 in shape)
             return reader, NodeInfo(name, "channel", encoder.dtype, shape, unit,
                                     dict(sinfo, **extra))
+        if etype == "json" and plugin in (None, "json"):
+            reader = _Reader(name, key, "json", JsonStreamEncoder())
+            return reader, NodeInfo(name, "json", np.dtype(object), (), unit,
+                                    dict(sinfo, **extra))
         if etype == "json":
-            raise ValueError("JSON event stream without a NeXus mapping (plugin "
-                             f"{plugin!r}); its events are not written")
+            raise ValueError(f"JSON stream of plugin {plugin!r}, which this writer does not "
+                             "know; its events are not written")
         raise ValueError(f"unknown stream encoding {encoding!r}")
 
     def _start_at(self, reader: _Reader, index: int) -> None:
@@ -404,7 +409,7 @@ class BlissdataScanSource:
             open_readers = {rd.key: rd for rd in readers.values() if not rd.sealed}
             if state >= 4 and not open_readers:  # CLOSED, every stream read to its seal
                 published = {rd.name: int(rd.published or rd.next) for rd in readers.values()
-                             if rd.kind in ("numeric", "lima")}
+                             if rd.kind in ("numeric", "lima", "json")}
                 reason = model.info.get("end_reason")
                 yield ScanEnded(str(reason) if reason is not None else None, published)
                 return
@@ -486,6 +491,8 @@ class BlissdataScanSource:
             return
         if reader.variable:
             data = [np.asarray(p) for p in data]
+        elif reader.kind == "json":  # one document per point, as published
+            data = [json.dumps(event) for event in data]
         yield DataBatch(reader.name, first, data)
 
     def _gap(self, reader: _Reader, upto: int) -> SourceError:

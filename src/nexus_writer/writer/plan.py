@@ -182,7 +182,11 @@ class ScanPlan:
         device, display = self.device_of(node), self.display_of(node)
         subgroup = None
         motor = False
-        if node.type == "lima":
+        if node.type == "json":
+            # events (JSON documents) are no detector data: a plain collection
+            kind, nx_class, fld = "json", "NXcollection", "data"
+            key, base, meas = ("json", node.name), display, display
+        elif node.type == "lima":
             # references kept as strings are no detector data: a plain collection
             strings = self.options.camera_mode(str(node.info.get("file_format"))) == "strings"
             kind, nx_class, fld = "camera", "NXcollection" if strings else "NXdetector", "data"

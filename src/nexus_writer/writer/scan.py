@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import NexusWriterError
 from ..nexus import h5map, metadata
 from ..nexus.camera import CameraDataset
-from ..nexus.datasets import ChannelDataset, fill_value
+from ..nexus.datasets import ChannelDataset, JsonDataset, fill_value
 from ..nexus.groups import nx_class_of, now_iso, require_group, soft_link, write_field
 from ..nexus.validate import defined_fields
 from ..nexus.plots import fit_plot, set_grid_axes, write_plot
@@ -559,6 +559,11 @@ class ScanWriter:
                                  self.options.compression,
                                  min_interval=self.options.flush_period)
         # a declared path holds the points flat: blissdata readers index them so
+        if chan.kind == "json":
+            existing = group.get(name)
+            if self.resumed and isinstance(existing, h5py.Dataset):
+                return JsonDataset(existing)
+            return JsonDataset.create(group, name, entry.npoints)
         grid = entry.grid if self.options.keepshape and chan.fixed is None else None
         existing = group.get(name)
         if self.resumed and isinstance(existing, h5py.Dataset):

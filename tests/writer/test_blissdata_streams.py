@@ -1,7 +1,10 @@
 """A Lima camera stream of blissdata (references to frames the camera saves in its own
-HDF5 files) -> a virtual dataset over those files, frame for frame."""
+HDF5 files) -> a virtual dataset over those files, frame for frame; a plain JSON
+stream -> one JSON document per event."""
 
 from __future__ import annotations
+
+import json
 
 import h5py
 import numpy as np
@@ -60,3 +63,27 @@ def test_lima_references_become_a_vds(bliss_store, nxw_store, bliss_writer, tmp_
             assert np.array_equal(dset[i], _frame(i)), f"frame {i}"
         sources = {decode(s.file_name) for s in dset.virtual_sources()}
         assert sources == {f"scan0001/lima_simulator_{n:04d}.h5" for n in range(3)}
+
+
+def test_json_stream_one_document_per_event(bliss_store, nxw_store, bliss_writer, tmp_path):
+    """A plain JSON stream (no plugin): each event a JSON document, in order."""
+    from blissdata.streams.default import Stream
+
+    events = [{"a": 1}, {"b": [1, 2.5, None]}, "text", 3, [True, {"c": "é"}]]
+    bliss_writer()
+    replay = ScanReplay(bliss_store, load_fixture("loopscan"), tmp_path).create()
+    stream = replay.scan.create_stream(Stream.make_definition("sample:events", "json"))
+    replay.to("PREPARED")
+    replay.to("STARTED")
+    for event in events:
+        replay.step()
+        stream.send(event)
+    stream.seal()
+    replay.finish()
+    report = wait_final(nxw_store, replay.key)
+    assert report.state == "SUCCEEDED", report
+    assert report.detail["channels"]["sample:events"] == {"written": 5, "published": 5}
+    filename = assert_scan_file(replay)
+    with h5py.File(filename, "r", locking=False) as f:
+        dset = f["1.1/measurement/events"]
+        assert [json.loads(d) for d in decode(dset[()])] == events
