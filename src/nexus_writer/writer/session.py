@@ -19,6 +19,7 @@ from ..data.saving import FINAL_STATES
 from ..data.status import publish_status
 from ..data.store import DEFAULT_URL
 from ..data.walk import connection_lost
+from ..errors import NexusWriterError
 from .blissdata_source import BlissdataScanSource, detect_protocol, record_key
 from .filewriter import FileWriterPool
 from .options import WriterOptions
@@ -177,10 +178,15 @@ class SessionWriter:
             return
         if scan.session != self.session:
             return
-        self._take(key, f"scan {scan.number} of session {self.session!r}",
-                   SavingReporter(self.store, record_key(key)),
-                   lambda: BlissdataScanSource(self.bliss_store, key, self.store,
-                                              stop=self._abort_scans))
+        label = f"scan {scan.number} of session {self.session!r}"
+        try:
+            self._take(key, label, SavingReporter(self.store, record_key(key)),
+                       lambda: BlissdataScanSource(self.bliss_store, key, self.store,
+                                                  stop=self._abort_scans))
+        except ConnectionError:
+            raise  # the listener reconnects and takes the scan again
+        except (ScanNotFoundError, NexusWriterError) as e:  # gone meanwhile: the next one
+            logger.warning("%s: not written: %s", label, e)
 
     def _new_scan(self, scan: Any) -> None:
         self._take(scan.key, scan.label, SavingReporter(scan.store, scan.key),
