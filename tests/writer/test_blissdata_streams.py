@@ -5,16 +5,19 @@ stream -> one JSON document per event."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import h5py
 import numpy as np
 from blissdata.streams.lima import LimaStream
 
-from ..blissdata_replay import ScanReplay, load_fixture
+from ..blissdata_replay import ScanReplay, load_fixture, stream_points
 from .bliss_helpers import assert_scan_file, wait_final
-from .helpers import decode
+from .helpers import assert_same_bytes, decode
 
 CAMERA = "lima_simulator:image"
+DIODE = "simulation_diode_sampling_controller:diode"
 FRAMES, PER_FILE, SHAPE = 7, 3, (4, 5)
 DATA_PATH = "/entry_0000/measurement/data"
 
@@ -87,3 +90,50 @@ def test_json_stream_one_document_per_event(bliss_store, nxw_store, bliss_writer
     with h5py.File(filename, "r", locking=False) as f:
         dset = f["1.1/measurement/events"]
         assert [json.loads(d) for d in decode(dset[()])] == events
+
+
+def test_blissdata_h5api_follows_the_scan_while_written(bliss_store, nxw_store, bliss_writer,
+                                                        tmp_path):
+    """``blissdata.h5api.dynamic_hdf5`` (what blissdata clients read files with) iterates a
+    dataset of ours while the scan runs, and stops at its end (``end_time``, written
+    last): every point, in order."""
+    from blissdata.h5api import dynamic_hdf5
+
+    from .bliss_helpers import wait_progress
+
+    bliss_writer()
+    replay = ScanReplay(bliss_store, load_fixture("loopscan"), tmp_path).create()
+    diode = next(s for s in replay.fixture["streams"] if s["name"] == DIODE)
+    replay.to("PREPARED")
+    replay.to("STARTED")
+    replay.step()
+    wait_progress(nxw_store, replay.key, DIODE, 1)  # the file and the dataset exist
+    seen: list = []
+    errors: list = []
+
+    def read() -> None:
+        try:
+            with dynamic_hdf5.File(replay.fixture["info"]["filename"], locking=False,
+                                   retry_timeout=30, retry_period=0.05) as f:
+                for value in f["/" + diode["info"]["data_path"]]:
+                    seen.append(value)
+        except Exception as e:  # noqa: BLE001 - reported by the test thread
+            errors.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    for points in range(2, 6):  # the reader sees points arrive while the scan runs
+        replay.step()
+        wait_progress(nxw_store, replay.key, DIODE, points)
+    deadline = time.monotonic() + 20
+    while len(seen) < 5:  # read while the scan still runs
+        assert time.monotonic() < deadline and not errors, \
+            f"the dynamic reader saw {len(seen)} of 5 points written: {errors}"
+        time.sleep(0.02)
+    with h5py.File(replay.fixture["info"]["filename"], "r", locking=False) as f:
+        assert "end_time" not in f["1.1"], "the scan ended before the reader saw points"
+    replay.finish()
+    reader.join(30)
+    assert not reader.is_alive(), "the dynamic reader never saw the end of the scan"
+    assert not errors, errors
+    assert_same_bytes(np.asarray(seen), stream_points(diode), "read live")

@@ -48,6 +48,11 @@ class EntryExistsError(NexusWriterError, FileExistsError):
     """The scan's entry is already in the file: never overwritten."""
 
 
+def decode_text(value: Any) -> Any:
+    """A value read back from HDF5 as written again (bytes -> str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _entry_order(name: str) -> tuple[int, int] | None:
     """``"12.2"`` -> ``(12, -2)``: later scans first, then the first top master."""
     number, _, index = name.partition(".")
@@ -670,6 +675,7 @@ class ScanWriter:
             "points_published": [(self.published or {}).get(n, -1) for n in names] or [0],
         }
         layout = None
+        ends: dict[str, tuple[Any, dict[str, Any]]] = {}  # the layout's end times
         if self.plan.h5map is not None:
             try:  # the final layout (end time, end positions...)
                 layout = h5map.for_file(info.get("h5maps"), str(self.filename))
@@ -678,6 +684,11 @@ class ScanWriter:
             try:
                 if layout is not None:
                     h5map.materialise(f, layout)
+                    for entry in self.plan.entries.values():  # "finished" for readers:
+                        end = f[entry.name].get("end_time")  # written last, below
+                        if isinstance(end, h5py.Dataset):
+                            ends[entry.name] = (end[()], dict(end.attrs))
+                            del f[entry.name]["end_time"]
                 self._write_mapped_children(f)
             except (ValueError, TypeError, OSError, KeyError) as e:
                 self._problem(f"final h5map not materialised: {type(e).__name__}: {e}")
@@ -719,7 +730,10 @@ class ScanWriter:
             if self.problems:  # in the file too, not only in the log
                 extra["problems"] = list(self.problems)
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
-            if self.plan.h5map is None or "end_time" not in group:
+            if entry.name in ends:
+                value, attrs = ends[entry.name]
+                write_field(group, "end_time", decode_text(value), **attrs)
+            elif self.plan.h5map is None or "end_time" not in group:
                 write_field(group, "end_time", str(info.get("end_time") or now_iso()))
 
     def _write_mapped_children(self, f: h5py.File) -> None:
