@@ -3,6 +3,7 @@ measurement names and plots.  Pure logic on scan_info and node definitions."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ class ChannelPlan:
     #: relative to the file's root): the channel's data goes exactly there.
     fixed: str | None = None
     #: Attributes the producer's layout (h5maps) gives the dataset.
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = dataclasses.field(default_factory=dict)  # ("field" is taken)
 
     @property
     def path(self) -> str:
