@@ -3,15 +3,20 @@ BLISS 2.4 scan it was replayed from."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from typing import Any
 
 import h5py
 import hdf5plugin  # noqa: F401 - readers of compressed data need the filters registered
 import numpy as np
+import pytest
+from blissdata.h5map import Dataset, ExternalLink, Group, SoftLink, Stream
 
 from nexus_writer.data import DataStore, saving
+from nexus_writer.nexus import h5map
 from nexus_writer.nexus.validate import validate_file
 from nexus_writer.writer.blissdata_source import record_key
 
@@ -102,3 +107,69 @@ def assert_scan_file(replayed: ScanReplay, expect_state: str = "SUCCEEDED") -> s
 
 def data_file(base: os.PathLike | str) -> str:
     return os.path.join(str(base), SESSION, "data.h5")
+
+
+#: What this writer adds to an entry of a mapped file (never inside the map's groups).
+ADDITIONS = re.compile(r"^(writer|plot\w*|subscans)$")
+
+
+def _value(item) -> object:
+    return h5map.decode(item.value)
+
+
+def assert_attrs(obj: h5py.HLObject, attributes: dict, where: str) -> None:
+    for name, expected in h5map.decode_attrs(attributes).items():
+        assert name in obj.attrs, f"{where}: attribute {name!r} missing"
+        got = decode(obj.attrs[name])
+        expected = decode(expected)
+        if isinstance(expected, np.ndarray):
+            assert np.array_equal(np.asarray(got), expected), f"{where}@{name}: {got!r}"
+        else:
+            assert got == expected, f"{where}@{name}: {got!r} != {expected!r}"
+
+
+def assert_materialised(f: h5py.File, root, replays: dict[str, dict]) -> int:
+    """Every item of the map in ``f``, as described; returns the items checked.
+    ``replays``: stream name -> recorded stream (the data of stream datasets)."""
+    checked = 0
+    for path, item in h5map.items(root):
+        checked += 1
+        if isinstance(item, Group):
+            group = f[path]
+            assert isinstance(group, h5py.Group), f"{path} is not a group"
+            assert_attrs(group, item.attributes, path)
+            extra = set(group) - set(item.children)
+            if path == "/":
+                extra = set()  # the file holds other scans' entries too
+            elif path.count("/") == 1:  # an entry: only the writer's own additions
+                extra = {n for n in extra if not ADDITIONS.match(n)}
+            assert not extra, f"{path}: items the map does not describe: {sorted(extra)}"
+        elif isinstance(item, SoftLink):
+            link = f.get(path, getlink=True)
+            assert isinstance(link, h5py.SoftLink), f"{path} is not a soft link"
+            assert link.path == item.target_path
+            assert path in f, f"{path}: dangling link to {item.target_path}"
+        elif isinstance(item, ExternalLink):
+            link = f.get(path, getlink=True)
+            assert isinstance(link, h5py.ExternalLink)
+            assert (link.filename, link.path) == (item.target_file, item.target_path)
+        elif isinstance(item, Dataset) and isinstance(item.value, Stream):
+            recorded = replays[item.value.stream]
+            if recorded["kind"] == "scan":  # a sequence's children: their JSON events
+                assert decode(f[path][()]) == [json.dumps(e) for e in recorded["data"]]
+            else:
+                assert_same_bytes(f[path][()], stream_points(recorded), path)
+            assert_attrs(f[path], item.attributes, path)
+            # plus only a plot's "interpretation" (NXdata reads it on the signal's target)
+            added = set(f[path].attrs) - set(item.attributes) - {"interpretation"}
+            assert not added, f"{path}: attributes the map does not give: {added}"
+        elif isinstance(item, Dataset):
+            got, expected = decode(f[path][()]), decode(_value(item))
+            if isinstance(expected, np.ndarray):
+                assert np.array_equal(np.asarray(got), expected), path
+            else:
+                assert got == expected, f"{path}: {got!r} != {expected!r}"
+            assert_attrs(f[path], item.attributes, path)
+        else:
+            pytest.fail(f"{path}: {type(item).__name__} not in the stand-in maps")
+    return checked

@@ -13,11 +13,13 @@ import redis
 
 from nexus_writer.data import DataStore
 from nexus_writer.errors import ProtocolVersionError
+from nexus_writer.nexus import h5map
 from nexus_writer.writer import SessionWriter
 from nexus_writer.writer.blissdata_source import UnsupportedServerError, detect_protocol
 
 from ..blissdata_replay import ScanReplay, load_fixture, stream_points
-from .bliss_helpers import SESSION, assert_scan_file, assert_stream_at, wait_final, wait_progress
+from .bliss_helpers import (SESSION, assert_materialised, assert_scan_file, assert_stream_at,
+                            wait_final, wait_progress)
 from .helpers import assert_same_bytes, decode
 from .test_crash import WriterProcess
 
@@ -128,13 +130,16 @@ def test_scans_created_while_the_writer_is_down(bliss_store, nxw_store, bliss_ur
         assert_scan_file(scan)
 
 
-def test_kill_9_mid_scan_then_restart(bliss_store, nxw_store, bliss_url, tmp_path):
+@pytest.mark.parametrize("h5maps", [False, True], ids=["declared_paths", "h5maps"])
+def test_kill_9_mid_scan_then_restart(h5maps, bliss_store, nxw_store, bliss_url, tmp_path):
     """A writer process killed mid-scan; the scan goes on; a new writer resumes the
-    file from the durable progress: every point once, bit-exact."""
+    file from the durable progress: every point once, bit-exact (and the producer's
+    layout complete)."""
     writer = WriterProcess(bliss_url, tmp_path / "writer.log")
     try:
         writer.start(nxw_store)
-        replay = ScanReplay(bliss_store, load_fixture("ascan"), tmp_path / "data").create()
+        replay = ScanReplay(bliss_store, load_fixture("ascan"), tmp_path / "data",
+                            h5maps=h5maps).create()
         replay.to("PREPARED")
         replay.to("STARTED")
         for _ in range(5):
@@ -149,7 +154,15 @@ def test_kill_9_mid_scan_then_restart(bliss_store, nxw_store, bliss_url, tmp_pat
     finally:
         writer.close()
     assert "resuming 2.1" in writer.text()
-    assert_scan_file(replay)
+    if not h5maps:
+        assert_scan_file(replay)
+        return
+    filename = replay.fixture["info"]["filename"]
+    root = h5map.for_file(replay.fixture["h5maps_standin"]["CLOSED"], filename)
+    with h5py.File(filename, "r", locking=False) as f:
+        streams = {s["name"]: s for s in replay.fixture["streams"]}
+        assert assert_materialised(f, root, streams) > 10
+        assert decode(f["2.1/writer/status"][()]) == "SUCCEEDED"
 
 
 # -- which protocol a server speaks --------------------------------------------------
