@@ -136,3 +136,21 @@ def test_records_in_own_keys_beside_blissdata(bliss_store, nxw_store, bliss_writ
     assert 0 < nxw_store.redis.ttl(record_key(replay.key)) <= nxw_store.retention
     assert bliss_store._redis.type(replay.key) == b"ReJSON-RL"
     assert bliss_store.load_scan(replay.key).info["end_reason"] == "SUCCESS"
+
+
+def test_mesh_with_keepshape_keeps_declared_paths_flat(bliss_store, nxw_store, bliss_writer,
+                                                      tmp_path):
+    """``--keepshape`` stores ESRF-layout meshes as grids, but data at a declared path
+    stays flat (blissdata readers index it point by point); the plot shows the grid."""
+    bliss_writer(keepshape=True)
+    replay = ScanReplay(bliss_store, load_fixture("amesh"), tmp_path).run()
+    assert wait_final(nxw_store, replay.key).state == "SUCCEEDED"
+    filename = assert_scan_file(replay)
+    with h5py.File(filename, "r", locking=False) as f:
+        assert f["6.1/instrument/diode/signal"].shape == (20,)
+        plot = f[f"6.1/{decode(f['6.1'].attrs['default'])}"]
+        signal = plot[decode(plot.attrs["signal"])]
+        assert signal.shape == (4, 5)  # npoints2 x npoints1: slow, fast
+        diode = stream_points(next(s for s in replay.fixture["streams"]
+                                   if s["name"].endswith(":diode")))
+        assert_same_bytes(signal[()].reshape(-1), diode, "grid view")

@@ -581,9 +581,11 @@ class ScanWriter:
         specs = self.plan.plots(entry)
         group = f[entry.name]
         ready = []
+        flat = {c.path for c in entry.channels if c.fixed is not None}  # never a grid
         for spec in specs:
             if all(path in self._created for _, path in spec.signals):
-                if self.options.keepshape and spec.grid is not None:
+                if (self.options.keepshape and spec.grid is not None
+                        and not any(path in flat for _, path in spec.signals)):
                     spec.grid = None  # the data is a grid already
                 ready.append(spec)
         taken = self.plan.h5map_names.get(entry.name, set())
@@ -765,7 +767,7 @@ class ScanWriter:
         grid = entry.grid
         fast_data = f[fast.path]
         slow_data = f[slow.path]
-        if self.options.keepshape:
+        if fast_data.ndim == 2 and slow_data.ndim == 2:  # keepshape: stored as the grid
             fast_values, slow_values = fast_data[0, :], slow_data[:, 0]
         else:
             fast_values = fast_data[:grid.fast]
