@@ -38,3 +38,28 @@ def test_unknown_protocol_in_service_config(tmp_path):
     path.write_text('[sessions.s]\nprotocol = "bliss3"\n')
     with pytest.raises(ValueError, match="protocol must be one of"):
         cfg.load(path)
+
+
+def test_status_of_a_blissdata_session(bliss_store, nxw_store, bliss_writer, bliss_url,
+                                       tmp_path, capsys):
+    """``nexus-writer status`` reads the writer's status on the blissdata server too."""
+    import json
+    import time
+
+    from ..blissdata_replay import ScanReplay, load_fixture
+    from .bliss_helpers import wait_final
+
+    bliss_writer(status_period=0.1)
+    replay = ScanReplay(bliss_store, load_fixture("ascan"), tmp_path).run()
+    wait_final(nxw_store, replay.key)
+    deadline = time.monotonic() + 10
+    while True:  # the next status period shows the final state
+        capsys.readouterr()
+        assert main(["status", "test_session", "--redis", bliss_url, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)["test_session"]
+        states = {s["key"]: s["state"] for s in doc["scans"]}
+        if states.get(replay.key) == "SUCCEEDED":
+            break
+        assert time.monotonic() < deadline, f"status never showed the scan saved: {doc}"
+        time.sleep(0.05)
+    assert doc["protocol"] == "blissdata"
