@@ -36,9 +36,18 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                    default="bitshuffle", help="filter for detector data (default bitshuffle)")
     g.add_argument("--inactivity-timeout", dest="inactivity_timeout", type=float, default=300.0,
                    metavar="S", help="fail a scan that sends nothing for S s (0: never)")
+    g.add_argument("--no-master-files", dest="master_files", action="store_false",
+                   help="no ESRF collection/proposal master files (by default written for "
+                   "scans with proposal, collection and dataset in their scan_info)")
+    g.add_argument("--technique", default="", metavar="NAME",
+                   help="application definition (technique template: NXxas, NXtomo, or a "
+                   ".toml file) for scans whose scan_info names none")
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
+    parser.add_argument("--standby", action="store_true",
+                        help="when another writer serves the session, wait and take over "
+                        "when it stops (hot standby) instead of refusing to start")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
     logs.add_arguments(parser)
@@ -56,15 +65,18 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
-                           protocol=args.protocol, **writer_options(args))
+                           protocol=args.protocol, standby=args.standby,
+                           **writer_options(args))
     writer.start()
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
           f"({writer.protocol}); Ctrl-C to stop",
           file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
-            while True:
-                time.sleep(0.5)
+            while not writer.lease.lost.wait(0.5):
+                pass
+            print(f"NexusSessionWriter: session {args.session!r} taken over by another writer "
+                  f"({writer.lease_lost_to}); stopping", file=sys.stderr)
         except KeyboardInterrupt:
             pass
         try:  # a second Ctrl-C, wherever it lands, aborts the scans in progress
@@ -84,7 +96,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ..nexus.validate import validate_file
+    from ..nexus.validate import validate_applications, validate_file
 
     bad = 0
     for path in args.files:
@@ -94,6 +106,12 @@ def run_validate(args: argparse.Namespace) -> int:
             for m in report.messages:
                 print(f"    {m}")
         bad += not report.ok
+        for app in validate_applications(path):  # entries declaring a definition
+            print(f"  {app.summary()}")
+            if args.verbose or not app.ok:
+                for m in app.messages:
+                    print(f"    {m}")
+            bad += not app.ok
     return 1 if bad else 0
 
 
@@ -127,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",
                               description="nexusformat base-class check plus the @default "
-                              "plot chain; exit 1 if any file has errors or warnings.")
+                              "plot chain, and the application definition (nxvalidate) of "
+                              "each entry or subentry that declares one; exit 1 if any file "
+                              "has errors or warnings.")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-v", "--verbose", action="store_true", help="print all findings")
     logs.add_arguments(validate)
