@@ -204,3 +204,35 @@ def test_uninitialised_module_server_needs_a_choice(bliss_url):
     with pytest.raises(UnsupportedServerError, match="init_db=True"):
         detect_protocol(bliss_url, "blissdata")
     assert detect_protocol(bliss_url, "native") == "native"
+
+
+@pytest.mark.timeout(90)
+def test_redis_killed_and_restarted_between_scans(tmp_path):
+    """Valkey (with an fsynced append-only file) is killed after a scan and comes back on
+    the same port: the writer reconnects, writes the next scan, and does not write the
+    first one again (its record survived)."""
+    from blissdata.redis_engine.store import DataStore as BlissDataStore
+
+    from nexus_writer.data.server import BlissdataServer, free_port
+
+    server = BlissdataServer(port=free_port(), dir=str(tmp_path / "redis"),
+                             extra_args=("--appendonly", "yes", "--appendfsync", "always"))
+    server.start()
+    try:
+        BlissDataStore(server.url, init_db=True)
+        nxw = DataStore(server.url)
+        with SessionWriter(SESSION, server.url, flush_period=0.1) as writer:
+            first = ScanReplay(BlissDataStore(server.url), load_fixture("loopscan"),
+                               tmp_path / "a").run()
+            assert wait_final(nxw, first.key).state == "SUCCEEDED"
+            server.restart(kill=True, downtime=1.0)
+            second = ScanReplay(BlissDataStore(server.url), load_fixture("ascan"),
+                                tmp_path / "b").run()
+            assert wait_final(nxw, second.key).state == "SUCCEEDED"
+            assert writer.wait_idle(30)
+            assert [w.source.key for w in writer.scans()] == [first.key, second.key]
+        assert_scan_file(first)
+        assert_scan_file(second)
+        nxw.close()
+    finally:
+        server.stop()
