@@ -74,6 +74,41 @@ def bliss_url(bliss_server) -> str:
 
 
 @pytest.fixture
+def bliss_store(bliss_url):
+    """blissdata's DataStore on the prepared blissdata server (the producer's side)."""
+    from blissdata.redis_engine.store import DataStore as BlissDataStore
+
+    return BlissDataStore(bliss_url)
+
+
+@pytest.fixture
+def nxw_store(bliss_url):
+    """This project's DataStore on the blissdata server (the writer's own records)."""
+    s = DataStore(bliss_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def bliss_writer(bliss_url):
+    """``make(session="test_session", **options)`` -> a started SessionWriter following
+    the blissdata server, stopped after the test."""
+    from nexus_writer.writer import SessionWriter
+
+    writers = []
+
+    def make(session: str = "test_session", **options):
+        options.setdefault("flush_period", 0.2)
+        writer = SessionWriter(session, bliss_url, **options).start()
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        writer.stop(timeout=10)
+
+
+@pytest.fixture
 def raw(redis_url):
     """A plain redis-py client on the test server (to inject or inspect keys)."""
     client = redis.Redis.from_url(redis_url)

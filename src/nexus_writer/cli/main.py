@@ -97,13 +97,14 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
-                           standby=args.standby, **writer_options(args))
+                           protocol=args.protocol, standby=args.standby,
+                           **writer_options(args))
     # the page first: a port taken stops here, before the writer takes any scan; and
     # the writer's first status names its page
     try:
         web = start_web(args, lambda **kw: _web().for_session_writer(writer, **kw))
     except BaseException:
-        writer.store.close()
+        writer.close_stores()
         raise
     try:
         writer.start()
@@ -111,7 +112,8 @@ def run_session_writer(args: argparse.Namespace) -> int:
         if web is not None:
             web.stop()
         raise
-    print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
+    print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
+          f"({writer.protocol}); Ctrl-C to stop",
           file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
@@ -184,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "scan_info['filename'], live.")
     write.add_argument("session", metavar="SESSION")
     add_writer_arguments(write)
+    write.add_argument("--protocol", choices=("auto", "native", "blissdata"), default="auto",
+                       help="what the acquisition publishes: this project's protocol (native)"
+                       " or BLISS 2.x (blissdata); auto (default) detects it from the "
+                       "protocol key in Redis")
     write.set_defaults(func=run_session_writer)
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",

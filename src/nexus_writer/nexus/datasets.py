@@ -155,3 +155,31 @@ class ChannelDataset:
         if len(data) > n:
             raise ValueError(f"{self.dset.name}: {first + len(data)} points do not fit the "
                              f"{grid.slow}x{grid.fast} grid (keepshape)")
+
+
+class JsonDataset:
+    """Events of a JSON stream: one UTF-8 JSON document per point (variable-length
+    strings), appended as they arrive; ``""`` marks a point never received."""
+
+    def __init__(self, dset: h5py.Dataset):
+        self.dset = dset
+        self.count = int(dset.shape[0])
+
+    @classmethod
+    def create(cls, group: h5py.Group, name: str, npoints_hint: int = 0) -> "JsonDataset":
+        chunk = max(1, min(npoints_hint or 256, 1024))
+        dset = group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(chunk,),
+                                    dtype=h5py.string_dtype())
+        dset.attrs["content"] = "application/json"
+        return cls(dset)
+
+    def append(self, first_index: int, data: Sequence[str]) -> None:
+        """Write documents ``first_index ..``."""
+        n = len(data)
+        if n == 0:
+            return
+        end = first_index + n
+        if self.dset.shape[0] < end:
+            self.dset.resize((end,))
+        self.dset[first_index:end] = list(data)
+        self.count = max(self.count, end)

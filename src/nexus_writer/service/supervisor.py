@@ -83,6 +83,8 @@ def writer_command(session: cfg.SessionConfig, redis: str | None, log: str,
            "--standby", "--log", log]
     if redis:
         cmd += ["--redis", redis]
+    if session.protocol:
+        cmd += ["--protocol", session.protocol]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:
