@@ -265,7 +265,7 @@ class Ours(Writer):
         self._log = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nexus_writer.cli.main", "write", SESSION, "--protocol",
-             "blissdata", "--redis", url, "--no-live", "--log", "warning"],
+             "blissdata", "--redis", url, "--no-live", "--log", os.environ.get("BENCH_LOG", "warning")],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
         from nexus_writer.data import DataStore as NativeStore
         from nexus_writer.data.saving import writer_present

@@ -8,6 +8,10 @@ maps ``flock`` onto NFS byte-range locks, so the lock also holds between hosts.
 
 The side file is removed when the lock is released; a writer that takes a lock file
 another one removed meanwhile notices (its inode is gone) and takes the new one.
+
+The lock belongs to the process: the file writers of one process (a scan's file
+closing while the next scan of the same file opens it, two sessions of one process)
+share it, as HDF5 shares an open file within a process.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
 
 from ..errors import NexusWriterError
@@ -29,6 +34,11 @@ def lock_path(path: str) -> str:
     return os.path.join(directory, f".{name}.writer-lock")
 
 
+#: This process's locks: side-file path -> [fd, holders].
+_held: dict[str, list[int]] = {}
+_held_lock = threading.Lock()
+
+
 class WriterFileLock:
     """The exclusive right of this process to write ``path``."""
 
@@ -39,6 +49,18 @@ class WriterFileLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`FileLockedError` naming its holder."""
+        if self._fd is not None:
+            return
+        with _held_lock:
+            held = _held.get(self.lock_path)
+            if held is not None:
+                held[1] += 1
+                self._fd = held[0]
+                return
+            self._fd = self._take()
+            _held[self.lock_path] = [self._fd, 1]
+
+    def _take(self) -> int:
         while True:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -61,17 +83,23 @@ class WriterFileLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n"
                  .encode())
-        self._fd = fd
+        return fd
 
     def release(self) -> None:
         if self._fd is None:
             return
-        try:
-            os.unlink(self.lock_path)  # while still locked: nobody holds a stale inode
-        except OSError:
-            pass
-        os.close(self._fd)
         self._fd = None
+        with _held_lock:
+            held = _held[self.lock_path]
+            held[1] -= 1
+            if held[1] > 0:
+                return
+            del _held[self.lock_path]
+            try:
+                os.unlink(self.lock_path)  # while still locked: nobody holds a stale inode
+            except OSError:
+                pass
+            os.close(held[0])
 
     @property
     def held(self) -> bool:

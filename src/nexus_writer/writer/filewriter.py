@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import NexusWriterError
 from ..nexus.groups import open_file
 from .filelock import FileLockedError, WriterFileLock
+from .progress import ProgressRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,16 @@ class _Call:
 _CLOSE = object()
 
 
+class _FlushRequest:
+    """A caller waiting for what it queued before to be on disk: the requests of one
+    drained batch share one flush (scans ending together pay for one)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: Future = Future()
+
+
 class FileWriter:
     """Applies operations to one HDF5 file, in order, in its own thread."""
 
@@ -182,7 +193,9 @@ class FileWriter:
     def flush(self) -> None:
         """Flush the file now (after what is queued) and wait; a failure is in
         :attr:`error`."""
-        self.call(lambda f: self._flush(force=True))
+        request = _FlushRequest()
+        self._queue.put(request)
+        request.future.result()
 
     def close(self) -> None:
         """Flush, close the file and end the thread once the queue is done."""
@@ -246,13 +259,19 @@ class FileWriter:
                 except queue.Empty:
                     break
             ops, pending = pending, []
+            flushes: list[_FlushRequest] = []
             i = 0
             while i < len(ops):
                 op = ops[i]
                 if op is _CLOSE:
                     self._flush(force=True)
+                    self._resolve(flushes)
                     self._close()
                     return
+                if isinstance(op, _FlushRequest):  # after the rest of the batch
+                    flushes.append(op)
+                    i += 1
+                    continue
                 if isinstance(op, _Call):
                     self._do_call(op)
                     i += 1
@@ -265,7 +284,13 @@ class FileWriter:
                     j += 1
                 self._do_append(ops[i:j])
                 i = j
-            self._flush(force=False)
+            self._flush(force=bool(flushes))
+            self._resolve(flushes)
+
+    @staticmethod
+    def _resolve(flushes: list[_FlushRequest]) -> None:
+        for request in flushes:
+            request.future.set_result(None)
 
     def _sync_deferred(self) -> None:
         """Bring deferred (camera) datasets up to date."""
@@ -367,6 +392,8 @@ class FileWriter:
                 return
             self._dirty = False
             self._last_flush = now
+            # cheap: each listener snapshots what is durable now; the records are
+            # written to Redis by the pool's recorder thread, not here
             for listener in list(self.flush_listeners):
                 try:
                     listener()
@@ -390,6 +417,8 @@ class FileWriterPool:
         self.flush_period = flush_period
         self._writers: dict[str, FileWriter] = {}
         self._lock = threading.Lock()
+        #: Writes the scans' durable progress to Redis (see :mod:`.progress`).
+        self.progress = ProgressRecorder()
 
     def acquire(self, path: str) -> FileWriter:
         with self._lock:
@@ -433,3 +462,4 @@ class FileWriterPool:
             self._writers.clear()
         for w in writers:
             w.close()
+        self.progress.close()

@@ -174,6 +174,7 @@ class ScanWriter:
                 self.pool.release(self._fw)
                 self._fw = None
             self.finished = time.time()
+            self.pool.progress.discard(self.source.key)
             self._report_final()
             self._changed()
 
@@ -218,14 +219,12 @@ class ScanWriter:
                 return
 
     def _on_flush(self) -> None:
-        """In the file thread, after a flush: what is durable, for a resume."""
+        """In the file thread, after a flush: what is durable, for a resume (written to
+        Redis by the pool's recorder, not in the file thread)."""
         flushed = {name: t.written for name, t in self.targets.items()
                    if t.error is None and not isinstance(t.writer, CameraDataset)}
-        if flushed:
-            try:
-                self.source.save_progress(flushed)
-            except Exception as e:  # noqa: BLE001
-                logger.debug("%s: progress not recorded: %s", self.label, e)
+        if flushed and not self.state.final:
+            self.pool.progress.note(self.source.key, self.source.save_progress, flushed)
 
     def _changed(self) -> None:
         if self.on_change is not None:
