@@ -15,8 +15,9 @@ import time
 from typing import Any, Callable
 
 from ..data import DataStore, EventType, SavingReporter, WriterPresence
-from ..data.saving import FINAL_STATES
+from ..data.saving import FINAL_STATES, reports
 from ..data.status import publish_status
+from ..data.walk import connection_lost
 from .filewriter import FileWriterPool
 from .options import WriterOptions
 from .scan import ScanWriter
@@ -126,6 +127,53 @@ class SessionWriter:
         logger.info("%s: new scan", scan.label)
         writer.start()
 
+    # -- on demand (the Tango device's SaveScan), without following the session ----
+    def save_scan(self, scan_key: str) -> ScanWriter | None:
+        """Write the scan ``scan_key`` now, whether or not this writer follows its session.
+
+        Returns the writer on it (the one already writing it, or a new one; a scan that
+        a killed writer left unfinished is resumed from its last flush), or None when a
+        writer saved it already (its final report is in Redis: see :meth:`scan_status`).
+        Raises ``KeyError`` when the scan is not in Redis (expired or never created) and
+        ``ConnectionError`` when Redis is away.
+        """
+        with self._lock:
+            writer = self.writers.get(scan_key)
+            if writer is not None:
+                return writer
+            scan = self.store.get_scan_node(scan_key)
+            with connection_lost(f"scan {scan_key}"):
+                scan.number  # noqa: B018 - raises KeyError for a scan that is not in Redis
+            if SavingReporter(self.store, scan_key).last_state() in FINAL_STATES:
+                return None
+            writer = ScanWriter(RedisScanSource(scan), self.pool, self.options,
+                                stop=self._abort_scans, on_change=self.on_change)
+            self.writers[scan_key] = writer
+        logger.info("%s: saving requested", scan.label)
+        writer.start()
+        return writer
+
+    def scan_status(self, scan_key: str) -> dict[str, Any] | None:
+        """How the saving of ``scan_key`` goes: this writer's live view of it (``state``,
+        ``reason``, ``problems``, ``file``, ``channels``: see :meth:`ScanWriter.stats`);
+        else the last report a writer left in Redis (``state`` may then also be READY);
+        None when no writer took the scan.  Raises ``ConnectionError`` when Redis is away.
+        """
+        with self._lock:
+            writer = self.writers.get(scan_key)
+        if writer is not None:
+            return writer.stats()
+        with connection_lost(f"saving reports of scan {scan_key}"):
+            found = reports(self.store, scan_key)
+        if not found:
+            return None
+        last = found[-1]
+        detail = last.detail
+        return {"key": scan_key, "state": last.state, "reason": last.reason,
+                "file": detail.get("file"), "entries": list(detail.get("entries") or ()),
+                "channels": dict(detail.get("channels") or {}),
+                "problems": list(detail.get("problems") or ())}
+
     def status(self) -> dict[str, Any]:
         """This writer's status document (also published in Redis)."""
         return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
@@ -158,6 +206,11 @@ class SessionWriter:
                 continue
             time.sleep(0.02)
         return False
+
+    @property
+    def listening(self) -> bool:
+        """Whether the session is being followed (its listener thread is alive)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop_listening(self) -> None:
         """Take no new scan; scans in progress go on."""
