@@ -129,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=run_validate)
 
     from .service import add_parsers
+    from .tango_cli import add_parsers as add_tango_parsers
 
     add_parsers(sub)
+    add_tango_parsers(sub)
     return parser
 
 
