@@ -138,7 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # after a lone "--": arguments for a program the command runs (``tango run``)
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = parser.parse_args(argv)
+    if passthrough and not hasattr(args, "passthrough"):
+        parser.error(f"unrecognized arguments: -- {' '.join(passthrough)}")
+    if passthrough:
+        args.passthrough = passthrough
     logs.setup(args)
     try:
         return int(args.func(args) or 0)

@@ -38,6 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tsub = parser.add_subparsers(dest="tango_command", required=True, metavar="ACTION")
 
     run = tsub.add_parser("run", help="start a BlissWriter device server",
+                          usage="nexus-writer tango run INSTANCE [options] [-- TANGO_ARGS]",
                           description="Start the device server INSTANCE of server --server; "
                           "arguments after -- go to Tango as they are (e.g. -nodb -port P, "
                           "-file=DB for a database-less server).")
@@ -46,11 +47,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help=f"server name (default {DEFAULT_SERVER!r})")
     run.add_argument("--tango-host", metavar="HOST:PORT",
                      help="Tango database (default: $TANGO_HOST)")
-    run.add_argument("tango_args", nargs="*", metavar="-- TANGO_ARGS",
-                     help="options for the Tango server, after --")
     logs.add_arguments(run)
     _log_level_alias(run)
-    run.set_defaults(func=run_server)
+    run.set_defaults(func=run_server, passthrough=[])
 
     reg = tsub.add_parser("register", help="register a BlissWriter device in the Tango database",
                           description="Add device DOMAIN/FAMILY/MEMBER of class BlissWriter "
@@ -90,7 +89,7 @@ def run_server(args: argparse.Namespace) -> int:
 
     from ..tango.device import BlissWriter
 
-    extra = [a for a in args.tango_args if a != "--"]
+    extra = list(args.passthrough)
     tango_args = [args.server, args.instance, f"-v{TANGO_VERBOSITY.get(args.log.lower(), 3)}"]
     where = tango_host(args.tango_host)
     if where is not None:  # the database the server registers with
