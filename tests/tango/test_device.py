@@ -16,6 +16,7 @@ from tango import DevFailed, DevState
 
 from nexus_writer.data import DataStore
 from nexus_writer.data import protocol as P
+from nexus_writer.data.saving import reports
 from nexus_writer.data.server import RedisServer, free_port
 from nexus_writer.nexus.validate import validate_file
 from nexus_writer.writer import ScanState
@@ -272,3 +273,31 @@ def test_follow_session_needs_a_session(blisswriter):
     device = blisswriter(follow_session=True)
     assert device.state() == DevState.FAULT
     assert "follow_session needs the session property" in device.status()
+
+
+def test_init_while_a_scan_is_written(blisswriter, store, data_dir):
+    """Init in the middle of a scan: the scan is neither dropped nor taken twice; the
+    reinitialised device reports it to its end, and takes new scans."""
+    device = blisswriter()
+    pub, channels = create_scan(store, str(data_dir / "init.h5"), number=1)
+    pub.start()
+    bliss = Bliss(device, pub.key)
+    bliss.prepare()
+    send(channels, range(3))
+    device.Init()
+    assert device.state() == DevState.ON
+    assert bliss.check() == DevState.ON and device.scans_in_progress == (pub.key,)
+    assert device.SaveScan(pub.key) is True  # the same writer, not a second one
+    send(channels, range(3, NPOINTS))
+    pub.end()
+    assert bliss.finished() == DevState.OFF
+    later, later_channels = create_scan(store, str(data_dir / "init.h5"), number=2)
+    later.start()
+    Bliss(device, later.key).prepare()
+    send(later_channels, range(NPOINTS))
+    later.end()
+    assert Bliss(device, later.key).finished() == DevState.OFF
+    for scan in (pub, later):
+        check_scan(store, as_written(store, scan.key, ScanState.SUCCEEDED))
+    states = [r.state for r in reports(store, pub.key)]
+    assert states == ["READY", "RUNNING", "SUCCEEDED"], states
