@@ -301,3 +301,27 @@ def test_init_while_a_scan_is_written(blisswriter, store, data_dir):
         check_scan(store, as_written(store, scan.key, ScanState.SUCCEEDED))
     states = [r.state for r in reports(store, pub.key)]
     assert states == ["READY", "RUNNING", "SUCCEEDED"], states
+
+
+def test_scan_followed_by_another_writer_is_relayed(blisswriter, writer_factory, store,
+                                                     data_dir):
+    """A NexusSessionWriter follows the session: SaveScan accepts the scan without
+    writing it a second time, the device relays that writer's reports; the device's
+    Init leaves the other writer's heartbeat alone."""
+    from nexus_writer.data.saving import writer_present
+
+    follower = writer_factory()
+    device = blisswriter(session="test_session")
+    pub, channels = create_scan(store, str(data_dir / "followed.h5"))
+    pub.start()
+    bliss = Bliss(device, pub.key)
+    bliss.prepare()
+    assert device.scans_in_progress == ()  # not written by the device
+    send(channels, range(NPOINTS))
+    pub.end()
+    assert bliss.finished() == DevState.OFF
+    [scan] = [w for w in follower.scans() if w.source.key == pub.key]
+    check_scan(store, scan)
+    assert [r.state for r in reports(store, pub.key)] == ["READY", "RUNNING", "SUCCEEDED"]
+    device.Init()
+    assert writer_present(store, "test_session") is not None

@@ -375,8 +375,11 @@ class BlissWriter(Device):
                 seen = writer_present(store, session)
         except KeyError:  # not in Redis: no writer on it (the caller says so)
             return False
-        return seen is not None and (seen.get("pid"), seen.get("host")) != (
-            str(os.getpid()), socket.gethostname())
+        if seen is None:
+            return False
+        ours = self._writer.presence.info  # announced only when following the session
+        return not (self._writer.listening and all(
+            seen.get(k) == str(ours[k]) for k in ("pid", "host", "started")))
 
     def _problems(self, scan_key: str) -> list[str]:
         status = self._status(scan_key)

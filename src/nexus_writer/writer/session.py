@@ -240,11 +240,12 @@ class SessionWriter:
         self._stopped.set()
         if self._status_thread is not None:
             self._status_thread.join(5)
-        try:
-            publish_status(self.store, self.session, self.status(), ttl=5)
-        except Exception:  # noqa: BLE001
-            pass
-        self.presence.stop()
+        if self._thread is not None:  # started: it announced itself (on demand, it did not)
+            try:
+                publish_status(self.store, self.session, self.status(), ttl=5)
+            except Exception:  # noqa: BLE001
+                pass
+            self.presence.stop()
         self.store.close()
 
     def summary(self) -> dict[str, int]:
