@@ -325,3 +325,38 @@ def test_scan_followed_by_another_writer_is_relayed(blisswriter, writer_factory,
     assert [r.state for r in reports(store, pub.key)] == ["READY", "RUNNING", "SUCCEEDED"]
     device.Init()
     assert writer_present(store, "test_session") is not None
+
+
+# the listener thread dying of the malformed scan is the failure under test
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_listener_failure_is_a_fault_until_init(blisswriter, sim_session, raw):
+    """Following the session, the listener dies on a scan whose identity is malformed
+    (number 'abc'): the device goes FAULT and says so; SaveScan of that scan is refused
+    with the reason; once the bad scan is gone, Init: ON, following again."""
+    device = blisswriter(session="test_session", follow_session=True)
+    bad = "nxw:scan:test_session:1:malformed"
+    raw.hset(bad, mapping={"number": "abc", "session": "test_session", "name": "x",
+                           "type": "scan", "info": "{}"})
+    raw.xadd("nxw:session:test_session", {"event": "NEW_NODE", "scan": bad})
+    wait_for("the device FAULT", lambda: device.state() == DevState.FAULT)
+    assert "listener of session 'test_session' stopped" in device.status()
+    assert "Init" in device.status()
+    assert device.SaveScan(bad) is False
+    raw.delete(bad)
+    device.Init()
+    assert device.state() == DevState.ON
+    scan = sim_session.loopscan(3, 0.01, "diode")
+    assert scan.wait_saved(20).state == "SUCCEEDED"
+    assert device.scan_state(scan.key) == DevState.OFF
+    assert device.state() == DevState.ON
+
+
+def test_malformed_scan_refused_on_demand(blisswriter, raw):
+    """SaveScan of a scan whose identity is malformed: refused, named, the device ON."""
+    device = blisswriter()
+    bad = "nxw:scan:test_session:1:malformed"
+    raw.hset(bad, mapping={"number": "abc", "session": "test_session", "name": "x",
+                           "type": "scan", "info": "{}"})
+    assert device.SaveScan(bad) is False
+    assert bad in device.last_error and "abc" in device.last_error
+    assert device.state() == DevState.ON and device.scan_state(bad) == DevState.UNKNOWN

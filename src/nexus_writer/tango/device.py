@@ -138,8 +138,11 @@ class BlissWriter(Device):
         logger.error("BlissWriter %s: FAULT: %s", self.get_name(), message)
 
     def _error(self, message: str) -> None:
-        self._last_error = self._clean(message)
-        logger.warning("BlissWriter %s: %s", self.get_name(), self._last_error)
+        message = self._clean(message)
+        # BLISS repeats a refused request ten times a second: logged once
+        level = logging.DEBUG if message == self._last_error else logging.WARNING
+        self._last_error = message
+        logger.log(level, "BlissWriter %s: %s", self.get_name(), message)
 
     def _watch(self) -> None:
         """Heartbeat: Redis answers and, when following the session, the listener lives."""
