@@ -86,7 +86,8 @@ class BlissWriter(Device):
         self._writer: SessionWriter | None = None
         # Writers replaced by Init finish their scans in the background; their scans
         # are still looked up (a scan must never be taken by two writers).
-        self._retiring: list[SessionWriter] = getattr(self, "_retiring", [])
+        self._retiring: list[SessionWriter] = [w for w in getattr(self, "_retiring", [])
+                                               if w.active()]
         self._stop_monitor = threading.Event()
         self._monitor: threading.Thread | None = None
         self._lock = threading.Lock()
