@@ -19,6 +19,7 @@ from nexus_writer.data import protocol as P
 from nexus_writer.data.saving import reports
 from nexus_writer.data.server import RedisServer, free_port
 from nexus_writer.nexus.validate import validate_file
+from nexus_writer.tango.device import HEARTBEAT_PERIOD
 from nexus_writer.writer import ScanState
 
 from ..writer.helpers import check_scan, decode, manual_scan_info
@@ -360,3 +361,26 @@ def test_malformed_scan_refused_on_demand(blisswriter, raw):
     assert device.SaveScan(bad) is False
     assert bad in device.last_error and "abc" in device.last_error
     assert device.state() == DevState.ON and device.scan_state(bad) == DevState.UNKNOWN
+
+
+def test_heartbeat_stops_while_redis_is_away(blisswriter):
+    """The heartbeat advances every second while Redis answers; with Redis gone it
+    stops and last_error says why (no password); it goes on once Redis is back."""
+    port = free_port()
+    user = ("--user", "nxw", "on", ">s3cret", "~*", "&*", "+@all")
+    server = RedisServer(port=port, extra_args=user).start()
+    try:
+        device = blisswriter(redis_url=f"redis://nxw:s3cret@127.0.0.1:{port}")
+        first = wait_for("a heartbeat", lambda: device.heartbeat)
+        wait_for("a later heartbeat", lambda: device.heartbeat > first)
+        server._end_process()
+        wait_for("the lost Redis said", lambda: "Redis unreachable" in device.last_error)
+        assert "s3cret" not in device.last_error
+        stopped = device.heartbeat
+        time.sleep(2.5 * HEARTBEAT_PERIOD)  # two checks or more, none may beat
+        assert device.heartbeat == stopped
+        server.start()
+        wait_for("the heartbeat going on", lambda: device.heartbeat > stopped)
+        assert device.state() == DevState.ON
+    finally:
+        server.stop()

@@ -111,3 +111,20 @@ def test_register_defaults_and_refusals(tango_db, redis_url, capsys):
 def test_tango_host_is_checked(value):
     with pytest.raises(ValueError, match="--tango-host"):
         tango_host(value)
+
+
+def test_without_pytango_the_commands_say_what_to_install():
+    """pytango is an optional extra: without it, the tango commands exit 2 naming the
+    extra (the other commands do not need it)."""
+    code = ("import sys; sys.modules['tango'] = None\n"
+            "from nexus_writer.cli.main import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    for args in (["tango", "run", "default"],
+                 ["tango", "register", "--redis", "redis://127.0.0.1:1"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "pip install 'nexus-writer[tango]'" in done.stderr, done.stderr
+    done = subprocess.run([sys.executable, "-c", code, "validate", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 
+from ..errors import NexusWriterError
 from . import logs
 
 logger = logging.getLogger("nexus_writer.cli")
@@ -85,9 +86,13 @@ def _log_level_alias(parser: argparse.ArgumentParser) -> None:
 
 def run_server(args: argparse.Namespace) -> int:
     """Run the device server until it is killed (Tango handles SIGINT/SIGTERM)."""
-    from tango.server import run  # type: ignore[import-untyped]
+    try:
+        from tango.server import run  # type: ignore[import-untyped]
 
-    from ..tango.device import BlissWriter
+        from ..tango.device import BlissWriter
+    except ImportError as e:
+        raise NexusWriterError(f"the Tango device needs pytango ({e}): "
+                               "pip install 'nexus-writer[tango]'") from e
 
     extra = list(args.passthrough)
     tango_args = [args.server, args.instance, f"-v{TANGO_VERBOSITY.get(args.log.lower(), 3)}"]
@@ -99,8 +104,7 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from ..tango.register import DEFAULT_MEMBER, register_blisswriter
-    from ..tango.device import redacted
+    from ..tango.register import DEFAULT_MEMBER, redacted, register_blisswriter
 
     if not args.redis:
         raise ValueError("--redis URL is required (or the REDIS_URL environment variable)")
@@ -108,11 +112,15 @@ def run_register(args: argparse.Namespace) -> int:
         raise ValueError("--follow needs --session")
     where = tango_host(args.tango_host)
     member = args.member or args.session or DEFAULT_MEMBER
-    name = register_blisswriter(args.redis, args.server, args.instance, args.domain,
-                                args.family, member, session=args.session,
-                                follow_session=args.follow,
-                                host=where[0] if where else None,
-                                port=where[1] if where else None)
+    try:
+        name = register_blisswriter(args.redis, args.server, args.instance, args.domain,
+                                    args.family, member, session=args.session,
+                                    follow_session=args.follow,
+                                    host=where[0] if where else None,
+                                    port=where[1] if where else None)
+    except ImportError as e:
+        raise NexusWriterError(f"registering needs pytango ({e}): "
+                               "pip install 'nexus-writer[tango]'") from e
     print(f"registered {name} (class BlissWriter) in server {args.server}/{args.instance}; "
           f"Redis {redacted(args.redis)}"
           + (f"; serves session {args.session!r}" if args.session else ""))

@@ -23,7 +23,6 @@ import socket
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tango import DevState  # type: ignore[import-untyped]
 from tango.server import Device, attribute, command, device_property  # type: ignore[import-untyped]
@@ -31,6 +30,7 @@ from tango.server import Device, attribute, command, device_property  # type: ig
 from ..data.saving import writer_present
 from ..data.walk import connection_lost
 from ..writer import SessionWriter
+from .register import redacted
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +45,6 @@ SCAN_DEV_STATES = {
 HEARTBEAT_PERIOD = 1.0
 #: Scans listed by the ``scan_progress`` attribute (the most recent ones).
 PROGRESS_SCANS = 50
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password: what logs, status and errors may show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 class BlissWriter(Device):
