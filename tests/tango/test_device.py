@@ -384,3 +384,33 @@ def test_heartbeat_stops_while_redis_is_away(blisswriter):
         assert device.state() == DevState.ON
     finally:
         server.stop()
+
+
+def test_one_server_two_sessions(redis_url, sim_session, store, data_dir):
+    """One server (MultiDeviceTestContext), a device per session, each following its
+    own: each writes its session's scans and knows nothing of the other's."""
+    from tango.test_context import MultiDeviceTestContext
+
+    from nexus_writer.sim import SimSession
+    from nexus_writer.tango.device import BlissWriter
+
+    def device(session: str) -> dict:
+        return {"name": f"id00/blisswriter/{session}",
+                "properties": {"redis_url": redis_url, "session": session,
+                               "follow_session": True,
+                               "writer_options": json.dumps({"flush_period": 0.1})}}
+
+    info = [{"class": BlissWriter, "devices": [device("test_session"), device("other")]}]
+    with MultiDeviceTestContext(info, timeout=30) as context, \
+            SimSession("other", redis_url=redis_url, base_path=data_dir / "other",
+                       time_scale=0) as other_session:
+        mine = context.get_device("id00/blisswriter/test_session")
+        theirs = context.get_device("id00/blisswriter/other")
+        scan = sim_session.loopscan(3, 0.01, "diode")
+        other = other_session.loopscan(4, 0.01, "diode")
+        for s, dev, not_dev in ((scan, mine, theirs), (other, theirs, mine)):
+            assert s.wait_saved(20).state == "SUCCEEDED"
+            assert dev.scan_state(s.key) == DevState.OFF
+            assert s.key in json.loads(dev.scan_progress)
+            assert s.key not in json.loads(not_dev.scan_progress)
+            check_scan(store, as_written(store, s.key, ScanState.SUCCEEDED))
