@@ -93,3 +93,25 @@ class Bliss:
             assert time.monotonic() < deadline, \
                 f"timed out ({timeout} s) waiting for the end of the writing: {state}"
             time.sleep(0.05)
+
+
+@pytest.fixture
+def replays(bliss_store, tmp_path):
+    """``make(name, base=tmp_path)`` -> a recorded BLISS 2.4 scan to replay (created, not
+    run); any stream left open by a failed test is sealed after it (blissdata's sink
+    threads would keep the interpreter from exiting)."""
+    from ..blissdata_replay import ScanReplay, load_fixture
+
+    made = []
+
+    def make(name: str, base: Any = None) -> Any:
+        made.append(ScanReplay(bliss_store, load_fixture(name), base or tmp_path))
+        return made[-1]
+
+    yield make
+    for replay in made:
+        if replay.scan is not None:
+            try:
+                replay.seal()
+            except Exception:  # noqa: BLE001 - sealed already, or the server is gone
+                pass

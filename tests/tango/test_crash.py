@@ -83,19 +83,28 @@ class DeviceServer:
 
 
 @pytest.fixture
-def device_server(redis_url, tmp_path):
-    db_file = tmp_path / "tango.db"
-    db_file.write_text(f"BlissWriter/kill9/DEVICE/BlissWriter: {DEVICE}\n")
-    db = Database(str(db_file))
-    db.put_device_property(DEVICE, {"redis_url": redis_url, "session": "test_session",
-                                    "writer_options": json.dumps({"flush_period": 0.1})})
-    server = DeviceServer(db_file, tmp_path / "server.log")
-    yield server
-    server.close()
+def device_server(tmp_path):
+    """``make(redis_url)`` -> the server of a BlissWriter device on that Redis."""
+    servers = []
+
+    def make(url: str) -> DeviceServer:
+        db_file = tmp_path / "tango.db"
+        db_file.write_text(f"BlissWriter/kill9/DEVICE/BlissWriter: {DEVICE}\n")
+        db = Database(str(db_file))
+        db.put_device_property(DEVICE, {"redis_url": url, "session": "test_session",
+                                        "writer_options": json.dumps({"flush_period": 0.1})})
+        servers.append(DeviceServer(db_file, tmp_path / "server.log"))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
 
 
 @pytest.mark.timeout(120)
-def test_kill_9_mid_scan_then_restart(device_server, store, data_dir):
+def test_kill_9_mid_scan_then_restart(device_server, redis_url, store, data_dir):
+    """A native scan."""
+    device_server = device_server(redis_url)
     filename = str(data_dir / "killed.h5")
     pub, channels = create_scan(store, filename)
     device = device_server.start()
@@ -132,3 +141,32 @@ def test_kill_9_mid_scan_then_restart(device_server, store, data_dir):
     assert states.count("SUCCEEDED") == 1 and states[-1] == "SUCCEEDED", states
     log = device_server.text()
     assert "was left unfinished" in log and "resuming 1.1" in log, log[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_mid_blissdata_scan_then_restart(device_server, bliss_url, nxw_store,
+                                                replays):
+    """A BLISS 2.4 scan (the recorded ascan, replayed): killed after some points are
+    durable, the rest published meanwhile; restarted, the file is completed."""
+    from ..writer.bliss_helpers import assert_scan_file, wait_final, wait_progress
+
+    server = device_server(bliss_url)
+    device = server.start()
+    replay = replays("ascan").create()
+    bliss = Bliss(device, replay.key)
+    bliss.prepare()
+    replay.to("PREPARED")
+    replay.to("STARTED")
+    for _ in range(4):
+        replay.step()
+    wait_progress(nxw_store, replay.key, "axis:roby", 4)
+    server.kill()
+    replay.finish()
+    device = server.start()
+    bliss.device = device
+    assert bliss.check() in (DevState.INIT, DevState.ON, DevState.OFF)
+    assert bliss.finished() == DevState.OFF, device.scan_state_reason(replay.key)
+    report = wait_final(nxw_store, replay.key)
+    assert report.state == "SUCCEEDED", report
+    assert_scan_file(replay)
+    assert "was left unfinished" in server.text()

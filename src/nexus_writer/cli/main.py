@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from typing import Any
 
 from ..errors import NexusWriterError
 from . import logs
@@ -36,12 +37,52 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                    default="bitshuffle", help="filter for detector data (default bitshuffle)")
     g.add_argument("--inactivity-timeout", dest="inactivity_timeout", type=float, default=300.0,
                    metavar="S", help="fail a scan that sends nothing for S s (0: never)")
+    g.add_argument("--no-master-files", dest="master_files", action="store_false",
+                   help="no ESRF collection/proposal master files (by default written for "
+                   "scans with proposal, collection and dataset in their scan_info)")
+    g.add_argument("--technique", default="", metavar="NAME",
+                   help="application definition (technique template: NXxas, NXtomo, or a "
+                   ".toml file) for scans whose scan_info names none")
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
+    parser.add_argument("--standby", action="store_true",
+                        help="when another writer serves the session, wait and take over "
+                        "when it stops (hot standby) instead of refusing to start")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
+    add_http_arguments(parser)
     logs.add_arguments(parser)
+
+
+def add_http_arguments(parser: argparse.ArgumentParser, what: str = "the writer's") -> None:
+    """``--http [HOST:]PORT`` and ``--data-root DIR``: the web page."""
+    parser.add_argument("--http", metavar="[HOST:]PORT",
+                        help=f"serve {what} web page, /status and /metrics on PORT "
+                        "(127.0.0.1 unless HOST is given; 0: a free port; from other hosts "
+                        "the token $NEXUS_WRITER_WEB_TOKEN is required when set)")
+    parser.add_argument("--data-root", dest="data_roots", action="append", default=None,
+                        metavar="DIR", help="the page serves files under DIR only (repeat "
+                        "for more; default: the folders of the files written)")
+
+
+def _web() -> Any:
+    """The web adapter, imported only when a page is asked for (Starlette, uvicorn)."""
+    from .. import web
+
+    return web
+
+
+def start_web(args: argparse.Namespace, make: Any) -> Any:
+    """Start the web page when ``--http`` is given (``make(port=, host=, roots=)``) and
+    print its address; None otherwise."""
+    if getattr(args, "http", None) is None:
+        return None
+    host, port = _web().parse_address(args.http)
+    server = make(port=port, host=host, roots=args.data_roots or ())
+    server.start()
+    print(f"web page: {server.url}  (status: {server.url}status)", file=sys.stderr)
+    return server
 
 
 def writer_options(args: argparse.Namespace) -> dict:
@@ -56,14 +97,30 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
+                           protocol=args.protocol, standby=args.standby,
                            **writer_options(args))
-    writer.start()
-    print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
+    # the page first: a port taken stops here, before the writer takes any scan; and
+    # the writer's first status names its page
+    try:
+        web = start_web(args, lambda **kw: _web().for_session_writer(writer, **kw))
+    except BaseException:
+        writer.close_stores()
+        raise
+    try:
+        writer.start()
+    except BaseException:  # another writer has the session: nothing to serve
+        if web is not None:
+            web.stop()
+        raise
+    print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
+          f"({writer.protocol}); Ctrl-C to stop",
           file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
-            while True:
-                time.sleep(0.5)
+            while not writer.lease.lost.wait(0.5):
+                pass
+            print(f"NexusSessionWriter: session {args.session!r} taken over by another writer "
+                  f"({writer.lease_lost_to}); stopping", file=sys.stderr)
         except KeyboardInterrupt:
             pass
         try:  # a second Ctrl-C, wherever it lands, aborts the scans in progress
@@ -77,13 +134,15 @@ def run_session_writer(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             writer.abort()
         writer.stop(timeout=30)
+    if web is not None:
+        web.stop()
     failed = writer.summary().get("FAILED", 0)
     print(f"NexusSessionWriter: {writer.summary() or 'no scans'}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ..nexus.validate import validate_file
+    from ..nexus.validate import validate_applications, validate_file
 
     bad = 0
     for path in args.files:
@@ -93,6 +152,12 @@ def run_validate(args: argparse.Namespace) -> int:
             for m in report.messages:
                 print(f"    {m}")
         bad += not report.ok
+        for app in validate_applications(path):  # entries declaring a definition
+            print(f"  {app.summary()}")
+            if args.verbose or not app.ok:
+                for m in app.messages:
+                    print(f"    {m}")
+            bad += not app.ok
     return 1 if bad else 0
 
 
@@ -111,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")
     add_writer_arguments(demo)
+    demo.add_argument("--serve", action="store_true",
+                      help="keep the web page up after the scans, until Ctrl-C")
+    demo.set_defaults(http="0")
     demo.set_defaults(func=lambda a: __import__("nexus_writer.cli.demo", fromlist=["run"]).run(a))
 
     write = sub.add_parser("write", help="write every new scan of SESSION (NexusSessionWriter)",
@@ -118,11 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "scan_info['filename'], live.")
     write.add_argument("session", metavar="SESSION")
     add_writer_arguments(write)
+    write.add_argument("--protocol", choices=("auto", "native", "blissdata"), default="auto",
+                       help="what the acquisition publishes: this project's protocol (native)"
+                       " or BLISS 2.x (blissdata); auto (default) detects it from the "
+                       "protocol key in Redis")
     write.set_defaults(func=run_session_writer)
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",
                               description="nexusformat base-class check plus the @default "
-                              "plot chain; exit 1 if any file has errors or warnings.")
+                              "plot chain, and the application definition (nxvalidate) of "
+                              "each entry or subentry that declares one; exit 1 if any file "
+                              "has errors or warnings.")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-v", "--verbose", action="store_true", help="print all findings")
     logs.add_arguments(validate)

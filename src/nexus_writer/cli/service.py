@@ -29,8 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          "$NEXUS_WRITER_CONFIG)")
     service.add_argument("--redis", metavar="URL", help="Redis URL for all sessions (run), or "
                          "of the added session (add)")
-    service.add_argument("--http", type=int, metavar="PORT",
-                         help="serve /status and /metrics on 127.0.0.1:PORT")
+    from .main import add_http_arguments
+
+    add_http_arguments(service, "the service's")
     logs.add_arguments(service)
     service.set_defaults(func=run_service)
 
@@ -53,7 +54,8 @@ def run_service(args: argparse.Namespace) -> int:
     if args.action == "run":
         path.parent.mkdir(parents=True, exist_ok=True)
         level = args.log if args.log != "warning" else None
-        return Supervisor(path, redis=args.redis, log=level, http_port=args.http).run()
+        return Supervisor(path, redis=args.redis, log=level, http_port=args.http,
+                          data_roots=args.data_roots).run()
     config = cfg.load(path)
     if args.action == "list":
         sys.stdout.write(cfg.dump(config))

@@ -87,7 +87,7 @@ def _log_level_alias(parser: argparse.ArgumentParser) -> None:
 def run_server(args: argparse.Namespace) -> int:
     """Run the device server until it is killed (Tango handles SIGINT/SIGTERM)."""
     try:
-        from tango.server import run  # type: ignore[import-untyped]
+        from tango.server import run
 
         from ..tango.device import BlissWriter
     except ImportError as e:

@@ -91,7 +91,7 @@ class DataStore:
         key = P.scan_key(uid)
         info = copy.deepcopy(dict(scan_info))  # update_info must not touch the caller's dicts
         info.setdefault("session_name", session_name)
-        mapping = {
+        mapping: dict[str | bytes, bytes | float | int | str] = {
             "info": P.dumps(info),
             "session": session_name,
             "number": int(scan_info["scan_nb"]),

@@ -51,10 +51,11 @@ def pidfile_of(config_path: str | Path) -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _writer_flags() -> dict[str, tuple[str, bool]]:
-    """Option name -> (command-line flag, is a switch), from the ``write`` command's
-    own parser, so that the names of the config file always match its flags
-    (``inactivity_timeout`` is ``--inactivity-timeout``)."""
+def _writer_flags() -> dict[str, tuple[str, bool, Any]]:
+    """Option name -> (command-line flag, is a switch, the value the switch sets),
+    from the ``write`` command's own parser, so that the names of the config file
+    always match its flags (``inactivity_timeout`` is ``--inactivity-timeout``,
+    ``master_files = false`` is ``--no-master-files``)."""
     import argparse
 
     from ..cli.main import add_writer_arguments
@@ -65,29 +66,37 @@ def _writer_flags() -> dict[str, tuple[str, bool]]:
     for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor
         if action.option_strings:
             switch = action.nargs == 0
-            flags[action.dest] = (action.option_strings[0], switch)
+            flags[action.dest] = (action.option_strings[0], switch, action.const)
     return flags
 
 
-def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> list[str]:
-    """The command line of one session writer.
+def writer_command(session: cfg.SessionConfig, redis: str | None, log: str,
+                   web: bool = False) -> list[str]:
+    """The command line of one session writer; ``web``: it serves its page on a free
+    loopback port (the service's page reads the files through it).
 
     Raises ValueError for an option the ``write`` command does not have.
     """
+    # --standby: a session another writer serves (a manual one, a service on another
+    # host) is waited for, not fought over or restarted in a loop
     cmd = [sys.executable, "-m", "nexus_writer.cli.main", "write", session.name, "--no-live",
-           "--log", log]
+           "--standby", "--log", log]
     if redis:
         cmd += ["--redis", redis]
+    if session.protocol:
+        cmd += ["--protocol", session.protocol]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:
             raise ValueError(f"session {session.name!r}: the writer has no option {key!r}")
-        flag, switch = flags[key]
+        flag, switch, sets = flags[key]
         if switch:
-            if value:
+            if bool(value) == sets:
                 cmd.append(flag)
         else:
             cmd += [flag, str(value)]
+    if web:
+        cmd += ["--http", "127.0.0.1:0"]
     return cmd
 
 
@@ -99,11 +108,11 @@ class SessionProcess:
     """
 
     def __init__(self, session: cfg.SessionConfig, redis: str | None, log: str,
-                 after: "SessionProcess | None" = None):
+                 after: "SessionProcess | None" = None, web: bool = False):
         self.session = session
         self.redis = redis
         self.log = log
-        self.command = writer_command(session, redis, log)
+        self.command = writer_command(session, redis, log, web)
         self.after = after
         self.process: subprocess.Popen | None = None
         #: Restarts since the service started (a counter: never goes down).
@@ -245,11 +254,14 @@ class Supervisor:
     """Runs the configured session writers until stopped."""
 
     def __init__(self, config_path: str | Path, redis: str | None = None,
-                 log: str | None = None, http_port: int | None = None):
+                 log: str | None = None, http_port: int | str | None = None,
+                 data_roots: list[str] | None = None):
         self.config_path = Path(config_path)
         self.redis = redis
         self.log = log
+        #: The web page's port, or "HOST:PORT" (see nexus_writer.web.parse_address).
         self.http_port = http_port
+        self.data_roots = data_roots or []
         self.processes: dict[str, SessionProcess] = {}
         #: Writers being stopped (removed or reconfigured sessions).
         self.retiring: list[SessionProcess] = []
@@ -273,7 +285,8 @@ class Supervisor:
         try:
             new = cfg.load(self.config_path)
             log = self.log or new.log
-            commands = {name: writer_command(s, self.redis or new.redis_of(s), log)
+            web = self.http_port is not None or new.http is not None
+            commands = {name: writer_command(s, self.redis or new.redis_of(s), log, web)
                         for name, s in new.sessions.items()}
         except ValueError as e:
             logger.error("config not (re)loaded: %s", e)
@@ -292,7 +305,7 @@ class Supervisor:
             if current is None:
                 previous = next((p for p in self.retiring if p.name == name), None)
                 self.processes[name] = SessionProcess(
-                    session, self.redis or new.redis_of(session), log, after=previous)
+                    session, self.redis or new.redis_of(session), log, after=previous, web=web)
 
     def _retire(self, process: SessionProcess) -> None:
         process.begin_stop()
@@ -353,9 +366,9 @@ class Supervisor:
             if port is not None:
                 from .http import StatusServer
 
-                self._http = StatusServer(self, port).start()
-                logger.info("status on http://127.0.0.1:%d/status and /metrics",
-                            self._http.port)
+                self._http = StatusServer(self, port, roots=self.data_roots).start()
+                logger.info("status on %sstatus and /metrics; web page on %s",
+                            self._http.url, self._http.url)
             logger.info("NexusWriterService (pid %d): %d session(s) from %s", os.getpid(),
                         len(self.processes), self.config_path)
             while not self._stop.wait(0.25):

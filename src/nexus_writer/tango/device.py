@@ -24,8 +24,8 @@ import threading
 import time
 from typing import Any
 
-from tango import DevState  # type: ignore[import-untyped]
-from tango.server import Device, attribute, command, device_property  # type: ignore[import-untyped]
+from tango import DevState
+from tango.server import Device, attribute, command, device_property
 
 from ..data.saving import writer_present
 from ..data.walk import connection_lost
@@ -58,6 +58,10 @@ class BlissWriter(Device):
         dtype=bool, default_value=False,
         doc="write every scan of `session` as NexusSessionWriter does, not only those "
             "asked for with SaveScan")
+    protocol = device_property(
+        dtype=str, default_value="auto",
+        doc="scans published by BLISS 2.x (blissdata), this project's native protocol, "
+            "or auto: what the Redis server speaks")
     writer_options = device_property(
         dtype=str, default_value="{}",
         doc='JSON object of writer options, e.g. {"flush_period": 0.5, "keepshape": true}')
@@ -87,12 +91,14 @@ class BlissWriter(Device):
                 raise ValueError(f"writer_options is not a JSON object: {self.writer_options}")
             if self.follow_session and not self.session:
                 raise ValueError("follow_session needs the session property")
-            writer = SessionWriter(self.session or "", self.redis_url, **options)
+            writer = SessionWriter(self.session or "", self.redis_url,
+                                   protocol=self.protocol or "auto", **options)
             if self.follow_session:
                 writer.start()
             self._writer = writer
-            logger.info("BlissWriter %s: on %s (session %r, %s)", self.get_name(), url,
-                        self.session, "following it" if self.follow_session else "on demand")
+            logger.info("BlissWriter %s: on %s, %s protocol (session %r, %s)", self.get_name(),
+                        url, writer.protocol, self.session,
+                        "following it" if self.follow_session else "on demand")
             self._monitor = threading.Thread(target=self._watch, daemon=True,
                                              name="BlissWriter heartbeat")
             self._monitor.start()
@@ -361,10 +367,10 @@ class BlissWriter(Device):
         assert self._writer is not None
         store = self._writer.store
         try:
-            with connection_lost(f"scan {scan_key}"):
-                session = store.get_scan_node(scan_key).session
+            session = self._writer.scan_session(scan_key)
+            with connection_lost(f"heartbeat of session {session!r}"):
                 seen = writer_present(store, session)
-        except KeyError:  # not in Redis: no writer on it (the caller says so)
+        except (KeyError, ValueError):  # not in Redis, unreadable: the caller says so
             return False
         if seen is None:
             return False

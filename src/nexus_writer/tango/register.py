@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    import tango  # type: ignore[import-untyped]
+    import tango
 
 #: The device class BLISS 2.4 looks for (``ExternalTangoMappingWriter._TANGO_WRITER_CLASS``).
 WRITER_CLASS = "BlissWriter"
@@ -48,7 +48,7 @@ def register_blisswriter(redis_url: str, server_name: str = DEFAULT_SERVER,
     ``server_name/instance_name``, with its ``redis_url`` property and, when given, the
     ``session`` it serves (how BLISS finds it) and ``follow_session``.  Returns the device
     name.  Raises ``tango.DevFailed`` when the database is unreachable."""
-    import tango  # type: ignore[import-untyped]
+    import tango
 
     info = tango.DbDevInfo()
     info.server = f"{server_name}/{instance_name}"

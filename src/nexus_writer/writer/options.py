@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..nexus.appdef import load_template
 from ..nexus.datasets import COMPRESSIONS
 
 
@@ -29,12 +30,21 @@ class WriterOptions:
     compression: str = "bitshuffle"
     #: A scan that sends nothing for this long is finalized FAILED (seconds, 0: never).
     inactivity_timeout: float = 300.0
+    #: ESRF master files (collection and proposal files linking every entry), for
+    #: scans whose scan_info carries the data-policy fields (proposal, collection,
+    #: dataset).
+    master_files: bool = True
+    #: Technique template (``NXxas``, ``xas``, a path to a .toml) applied to scans
+    #: whose scan_info names none ("": only scans that name one get a subentry).
+    technique: str = ""
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression {self.compression!r} is not one of {COMPRESSIONS}")
         if self.flush_period <= 0:
             raise ValueError(f"flush_period must be > 0, not {self.flush_period}")
+        if self.technique and self.technique.strip().lower() != "none":
+            load_template(self.technique)  # an unknown template is refused at the start
 
     def camera_mode(self, file_format: str) -> str:
         """How a camera's frames are linked: vds, external, strings or copy."""
