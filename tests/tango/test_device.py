@@ -5,6 +5,7 @@ Stop/Start; an internal error (FAULT until Init); the read-only attributes."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import h5py
@@ -414,3 +415,16 @@ def test_one_server_two_sessions(redis_url, sim_session, store, data_dir):
             assert s.key in json.loads(dev.scan_progress)
             assert s.key not in json.loads(not_dev.scan_progress)
             check_scan(store, as_written(store, s.key, ScanState.SUCCEEDED))
+
+
+def test_follow_session_taken_by_another_writer(blisswriter, writer_factory):
+    """Another writer follows the session (it holds the lease): the following device is
+    FAULT and names it; once that writer is gone, Init: ON, following."""
+    other = writer_factory()
+    device = blisswriter(session="test_session", follow_session=True)
+    assert device.state() == DevState.FAULT
+    status = device.status()
+    assert "LeaseHeldError" in status and str(os.getpid()) in status, status
+    other.stop(timeout=10)
+    device.Init()
+    assert device.state() == DevState.ON and "followed" in device.status()
