@@ -206,14 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=run_validate)
 
     from .service import add_parsers
+    from .tango_cli import add_parsers as add_tango_parsers
 
     add_parsers(sub)
+    add_tango_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # after a lone "--": arguments for a program the command runs (``tango run``)
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = parser.parse_args(argv)
+    if passthrough and not hasattr(args, "passthrough"):
+        parser.error(f"unrecognized arguments: -- {' '.join(passthrough)}")
+    if passthrough:
+        args.passthrough = passthrough
     logs.setup(args)
     try:
         return int(args.func(args) or 0)

@@ -223,6 +223,12 @@ class BlissdataScanSource:
     def position(self) -> dict[str, int]:
         return dict(self._position)
 
+    def early_destination(self) -> str | None:
+        """The file the scan's identity names (``path``), known from CREATED on, before
+        the info is complete; None for a scan not to be saved."""
+        path = self._scan.path
+        return str(path) if path else None
+
     # -- scan info -------------------------------------------------------------------
     def _model(self) -> Any:
         from blissdata.exceptions import ScanNotFoundError

@@ -259,6 +259,16 @@ class ScanWriter:
                         f"{self.label}: writer stopped while Redis was unreachable") from e
 
     def _run(self) -> None:
+        early = getattr(self.source, "early_destination", None)
+        filename = early() if early is not None else None
+        if filename:
+            # BLISS 2.x waits for its writer to be running before it prepares the scan,
+            # whose info is complete only then: the file named from the start is
+            # checked now, and the scan is RUNNING while the info is awaited.
+            self.filename = filename
+            self._check_destination(filename)
+            self.saving.run()
+            self._changed()
         self.info = info = self._read_info()
         skip = self.source.skip_reason(info)
         if skip:
@@ -292,7 +302,8 @@ class ScanWriter:
         self.received.update(self._position)
         self._fw.flush_listeners.append(self._on_flush)
         self._report("READY", file=self.filename, entries=self.entries)
-        self.saving.run()
+        if self.state == ScanState.STARTING:
+            self.saving.run()
         self._fw.submit(lambda f: self._write_status(f, ScanState.RUNNING))
         self._report("RUNNING", file=self.filename, entries=self.entries)
         logger.info("%s: writing %s into %s", self.label, ", ".join(self.entries), self.filename)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..data import DataStore, EventType, SavingReporter, WriterPresence
 from ..data.lease import LEASE_TTL, LeaseHolder, SessionLease
-from ..data.saving import FINAL_STATES
+from ..data.saving import FINAL_STATES, reports
 from ..data.status import publish_status
 from ..data.store import DEFAULT_URL
 from ..data.walk import connection_lost
@@ -251,6 +251,80 @@ class SessionWriter:
         logger.info("%s: new scan", label)
         writer.start()
 
+    # -- on demand (the Tango device's SaveScan), without following the session ----
+    def save_scan(self, scan_key: str) -> ScanWriter | None:
+        """Write the scan ``scan_key`` now, whether or not this writer follows its session.
+
+        Returns the writer on it (the one already writing it, or a new one; a scan that
+        a killed writer left unfinished is resumed from its last flush), or None when a
+        writer saved it already (its final report is in Redis: see :meth:`scan_status`).
+        Raises ``KeyError`` when the scan is not in Redis (expired or never created),
+        ``ValueError`` when it cannot be read, ``ConnectionError`` when Redis is away.
+        """
+        with self._lock:
+            writer = self.writers.get(scan_key)
+            if writer is not None:
+                return writer
+            label, _, make_source = self._identify(scan_key)
+            if SavingReporter(self.store, self._record(scan_key)).last_state() in FINAL_STATES:
+                return None
+            writer = ScanWriter(make_source(), self.pool, self.options,
+                                stop=self._abort_scans, on_change=self.on_change)
+            self.writers[scan_key] = writer
+        logger.info("%s: saving requested", label)
+        writer.start()
+        return writer
+
+    def scan_session(self, scan_key: str) -> str:
+        """The session of scan ``scan_key`` (errors as :meth:`save_scan`)."""
+        return self._identify(scan_key)[1]
+
+    def _record(self, scan_key: str) -> str:
+        """Where the saving reports of ``scan_key`` are (the scan's own hash when native)."""
+        return record_key(scan_key) if self.bliss_store is not None else scan_key
+
+    def _identify(self, scan_key: str) -> tuple[str, str, Callable[[], Any]]:
+        """``(label, session, make_source)`` of a scan of this writer's protocol."""
+        if self.bliss_store is not None:
+            from blissdata.exceptions import ScanNotFoundError, ScanValidationError
+
+            try:
+                with connection_lost(f"scan {scan_key}"):
+                    scan = self.bliss_store.load_scan(scan_key)
+            except ScanNotFoundError as e:
+                raise KeyError(f"scan {scan_key!r} does not exist (expired or never "
+                               f"created): {e}") from e
+            except ScanValidationError as e:
+                raise ValueError(f"scan {scan_key!r} cannot be read: {e}") from e
+            return (f"scan {scan.number} of session {scan.session!r}", scan.session,
+                    lambda: BlissdataScanSource(self.bliss_store, scan_key, self.store))
+        node = self.store.get_scan_node(scan_key)
+        with connection_lost(f"scan {scan_key}"):
+            session = node.session  # KeyError for a scan that is not in Redis
+            node.number  # noqa: B018 - ValueError when malformed
+        return node.label, session, lambda: RedisScanSource(node)
+
+    def scan_status(self, scan_key: str) -> dict[str, Any] | None:
+        """How the saving of ``scan_key`` goes: this writer's live view of it (``state``,
+        ``reason``, ``problems``, ``file``, ``channels``: see :meth:`ScanWriter.stats`);
+        else the last report a writer left in Redis (``state`` may then also be READY);
+        None when no writer took the scan.  Raises ``ConnectionError`` when Redis is away.
+        """
+        with self._lock:
+            writer = self.writers.get(scan_key)
+        if writer is not None:
+            return writer.stats()
+        with connection_lost(f"saving reports of scan {scan_key}"):
+            found = reports(self.store, self._record(scan_key))
+        if not found:
+            return None
+        last = found[-1]
+        detail = last.detail
+        return {"key": scan_key, "state": last.state, "reason": last.reason,
+                "file": detail.get("file"), "entries": list(detail.get("entries") or ()),
+                "channels": dict(detail.get("channels") or {}),
+                "problems": list(detail.get("problems") or ())}
+
     def status(self) -> dict[str, Any]:
         """This writer's status document (also published in Redis)."""
         return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
@@ -288,6 +362,11 @@ class SessionWriter:
                 continue
             time.sleep(0.02)
         return False
+
+    @property
+    def listening(self) -> bool:
+        """Whether the session is being followed (its listener thread is alive)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop_listening(self) -> None:
         """Take no new scan; scans in progress go on."""
