@@ -232,8 +232,15 @@ class SessionWriter:
             logger.warning("%s: not written: %s", label, e)
 
     def _new_scan(self, scan: Any) -> None:
-        self._take(scan.key, scan.label, SavingReporter(scan.store, scan.key),
-                   lambda: RedisScanSource(scan))
+        """A scan announced on the native protocol; a malformed one (a number that is
+        not an integer...) is logged with its key and skipped: the session goes on."""
+        try:
+            label = scan.label
+            self._take(scan.key, label, SavingReporter(scan.store, scan.key),
+                       lambda: RedisScanSource(scan))
+        except (ValueError, TypeError, KeyError) as e:
+            logger.error("session %s: scan %s not written: malformed scan (%s: %s)",
+                         self.session, scan.key, type(e).__name__, e)
 
     def _take(self, key: str, label: str, reporter: SavingReporter,
               make_source: Callable[[], Any]) -> None:
