@@ -98,13 +98,14 @@ def test_writer_command_flags_are_those_of_the_write_command():
                "copy_non_external": True, "required_disk_space": 12.5, "flush_period": 0.25,
                "compression": "gzip", "inactivity_timeout": 7}
     assert set(options) == set(WriterOptions.names())
-    cmd = writer_command(cfg.SessionConfig("s1", None, options), "redis://h:1", "debug")
+    cmd = writer_command(cfg.SessionConfig("s1", None, options), "debug")
     assert cmd[1:5] == ["-m", "nexus_writer.cli.main", "write", "s1"]
     parser = argparse.ArgumentParser()
     parser.add_argument("session")
     add_writer_arguments(parser)
     args = parser.parse_args(cmd[4:])
-    assert args.session == "s1" and args.redis == "redis://h:1" and args.log == "debug"
+    assert args.session == "s1" and args.log == "debug"
+    assert args.redis is None  # the URL goes in the environment, never on a command line
     assert not args.live and not args.only_new
     for name, value in options.items():
         assert getattr(args, name) == value, name

@@ -15,8 +15,7 @@ logger = logging.getLogger("nexus_writer.cli")
 
 def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     """The session writer's options (the seed-era flags plus live-writing ones)."""
-    parser.add_argument("--redis", metavar="URL",
-                        help="Redis URL (default: $REDIS_URL, else redis://localhost:6379)")
+    add_redis_arguments(parser)
     g = parser.add_argument_group("saving")
     g.add_argument("--keepshape", action="store_true", help="store mesh scans as a grid")
     g.add_argument("--multivalue_positioners", action="store_true",
@@ -44,6 +43,29 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     logs.add_arguments(parser)
 
 
+def add_redis_arguments(parser: argparse.ArgumentParser, help_url: str | None = None) -> None:
+    """``--redis URL`` and ``--redis-password-file FILE``."""
+    parser.add_argument("--redis", metavar="URL", help=help_url or (
+        "Redis URL, redis://[user[:password]@]host:port (default: $REDIS_URL, else "
+        "redis://localhost:6379); a password here is visible in ps: prefer REDIS_URL or "
+        "--redis-password-file"))
+    parser.add_argument("--redis-password-file", dest="redis_password_file", metavar="FILE",
+                        help="read the Redis password from FILE (its first line); the user, "
+                        "if any, comes from the URL")
+
+
+def redis_url(args: argparse.Namespace) -> str:
+    """The Redis URL of ``--redis`` / ``$REDIS_URL`` with ``--redis-password-file``;
+    warns when the command line itself holds a secret."""
+    from ..data.urls import has_credentials, redact_url, resolve_url
+
+    if has_credentials(getattr(args, "redis", None)):
+        logger.warning("the Redis URL on the command line holds credentials, visible to "
+                       "every local user (ps); use REDIS_URL or --redis-password-file "
+                       "(given: %s)", redact_url(args.redis))
+    return resolve_url(getattr(args, "redis", None), getattr(args, "redis_password_file", None))
+
+
 def writer_options(args: argparse.Namespace) -> dict:
     from ..writer import WriterOptions
 
@@ -55,7 +77,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from ..writer import SessionWriter
     from .live import LiveView
 
-    writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
+    writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
                            **writer_options(args))
     writer.start()
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data.urls import URL_ENV, credentials, redact, redact_url, resolve_url
 from ..errors import NexusWriterError
 from . import config as cfg
 
@@ -69,15 +70,15 @@ def _writer_flags() -> dict[str, tuple[str, bool]]:
     return flags
 
 
-def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> list[str]:
-    """The command line of one session writer.
+def writer_command(session: cfg.SessionConfig, log: str) -> list[str]:
+    """The command line of one session writer.  No Redis URL in it: every local user
+    can read a command line (``ps``); the URL goes in the writer's environment
+    (:func:`writer_env`).
 
     Raises ValueError for an option the ``write`` command does not have.
     """
     cmd = [sys.executable, "-m", "nexus_writer.cli.main", "write", session.name, "--no-live",
            "--log", log]
-    if redis:
-        cmd += ["--redis", redis]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:
@@ -89,6 +90,16 @@ def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> l
         else:
             cmd += [flag, str(value)]
     return cmd
+
+
+def writer_env(redis: str | None) -> dict[str, str]:
+    """The environment of a session writer: the service's, with ``REDIS_URL`` (password
+    included) when a URL is configured.  A process's environment is readable by its
+    owner only (``/proc/PID/environ`` is mode 0400)."""
+    env = dict(os.environ)
+    if redis:
+        env[URL_ENV] = redis
+    return env
 
 
 class SessionProcess:
@@ -103,7 +114,7 @@ class SessionProcess:
         self.session = session
         self.redis = redis
         self.log = log
-        self.command = writer_command(session, redis, log)
+        self.command = writer_command(session, log)
         self.after = after
         self.process: subprocess.Popen | None = None
         #: Restarts since the service started (a counter: never goes down).
@@ -125,7 +136,8 @@ class SessionProcess:
             # Own process group: a Ctrl-C at the service's terminal reaches only the
             # service, which then stops each writer once (a second SIGINT would make
             # the writer abort its scans).
-            self.process = subprocess.Popen(self.command, start_new_session=True)
+            self.process = subprocess.Popen(self.command, start_new_session=True,
+                                            env=writer_env(self.redis))
         except OSError as e:
             logger.error("session %s: cannot start the writer (%s): %s", self.name,
                          self.command[0], e)
@@ -238,16 +250,20 @@ class SessionProcess:
         p = self.process
         return {"session": self.name, "pid": p.pid if p else None,
                 "alive": bool(p and p.poll() is None), "restarts": self.restarts,
-                "last_exit": self.last_exit, "stopping": self.stopping, "redis": self.redis}
+                "last_exit": self.last_exit, "stopping": self.stopping,
+                "redis": redact_url(self.redis) if self.redis else None}
 
 
 class Supervisor:
     """Runs the configured session writers until stopped."""
 
     def __init__(self, config_path: str | Path, redis: str | None = None,
-                 log: str | None = None, http_port: int | None = None):
+                 log: str | None = None, http_port: int | None = None,
+                 password_file: str | None = None):
         self.config_path = Path(config_path)
         self.redis = redis
+        #: Read at each (re)load: a changed password restarts the writers.
+        self.password_file = password_file
         self.log = log
         self.http_port = http_port
         self.processes: dict[str, SessionProcess] = {}
@@ -273,8 +289,8 @@ class Supervisor:
         try:
             new = cfg.load(self.config_path)
             log = self.log or new.log
-            commands = {name: writer_command(s, self.redis or new.redis_of(s), log)
-                        for name, s in new.sessions.items()}
+            commands = {name: writer_command(s, log) for name, s in new.sessions.items()}
+            urls = {name: self._url_of(new, s) for name, s in new.sessions.items()}
         except ValueError as e:
             logger.error("config not (re)loaded: %s", e)
             return
@@ -285,14 +301,22 @@ class Supervisor:
                 self._retire(self.processes.pop(name))
         for name, session in new.sessions.items():
             current = self.processes.get(name)
-            if current is not None and current.command != commands[name]:
+            if current is not None and (current.command != commands[name]
+                                        or current.redis != urls[name]):
                 logger.info("session %s: configuration changed, restarting its writer", name)
                 self._retire(self.processes.pop(name))
                 current = None
             if current is None:
                 previous = next((p for p in self.retiring if p.name == name), None)
-                self.processes[name] = SessionProcess(
-                    session, self.redis or new.redis_of(session), log, after=previous)
+                self.processes[name] = SessionProcess(session, urls[name], log, after=previous)
+
+    def _url_of(self, config: cfg.ServiceConfig, session: cfg.SessionConfig) -> str | None:
+        """A session's Redis URL, with the password of ``password_file`` (None: the
+        writer's default, ``$REDIS_URL`` inherited)."""
+        url = self.redis or config.redis_of(session)
+        if self.password_file:
+            return resolve_url(url, self.password_file)
+        return url
 
     def _retire(self, process: SessionProcess) -> None:
         process.begin_stop()
@@ -406,7 +430,7 @@ class Supervisor:
                 finally:
                     store.close()
             except Exception as e:  # noqa: BLE001 - status must answer even when Redis is away
-                entry["error"] = str(e)
+                entry["error"] = redact(str(e), *credentials(process.redis or ""))
             out["sessions"][name] = entry
         return out
 
