@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 
@@ -38,6 +39,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
+    parser.add_argument("--stop-timeout", dest="stop_timeout", type=float, default=30.0,
+                        metavar="S", help="on Ctrl-C or SIGTERM, scans in progress get S s "
+                        "to finish before they are ended FAILED (default 30)")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
     logs.add_arguments(parser)
@@ -72,32 +76,53 @@ def writer_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in WriterOptions.names() if hasattr(args, name)}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as a Ctrl-C (systemd, supervisors and container runtimes stop with it)."""
+    raise KeyboardInterrupt
+
+
 def run_session_writer(args: argparse.Namespace) -> int:
-    """Write the scans of ``args.session`` until Ctrl-C (twice to abort scans in progress)."""
+    """Write the scans of ``args.session`` until Ctrl-C or SIGTERM.
+
+    The first one stops taking scans and lets those in progress finish for at most
+    ``--stop-timeout`` seconds; a second one, or that deadline, ends them at once
+    (recorded FAILED with what was received).  Every state is recorded before exit.
+    """
     from ..writer import SessionWriter
     from .live import LiveView
 
     writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
                            **writer_options(args))
+    signal.signal(signal.SIGTERM, _interrupt)
     writer.start()
-    print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C to stop",
-          file=sys.stderr)
+    print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C or SIGTERM "
+          "to stop", file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
-        try:  # a second Ctrl-C, wherever it lands, aborts the scans in progress
+        try:  # a second Ctrl-C / SIGTERM, wherever it lands, aborts the scans in progress
             writer.stop_listening()
             active = writer.active()
             if active:
-                print(f"finishing {len(active)} scan(s) in progress; Ctrl-C again to abort "
-                      "them", file=sys.stderr)
+                print(f"finishing {len(active)} scan(s) in progress (at most "
+                      f"{args.stop_timeout:g} s, --stop-timeout); Ctrl-C or SIGTERM again to "
+                      "abort them", file=sys.stderr)
+            deadline = time.monotonic() + args.stop_timeout
             while writer.active():
-                time.sleep(0.2)
+                if time.monotonic() >= deadline:
+                    print(f"scan(s) still in progress after {args.stop_timeout:g} s "
+                          "(--stop-timeout): aborting them", file=sys.stderr)
+                    writer.abort()
+                    break
+                time.sleep(0.1)
         except KeyboardInterrupt:
             writer.abort()
+        # from here on the final states are recorded: further signals wait for it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         writer.stop(timeout=30)
     failed = writer.summary().get("FAILED", 0)
     print(f"NexusSessionWriter: {writer.summary() or 'no scans'}", file=sys.stderr)
