@@ -96,7 +96,7 @@ def test_writer_command_flags_are_those_of_the_write_command():
     options = {"keepshape": True, "multivalue_positioners": False,
                "enable_external_nonhdf5": True, "disable_external_hdf5": True,
                "copy_non_external": True, "required_disk_space": 12.5, "flush_period": 0.25,
-               "compression": "gzip", "inactivity_timeout": 7}
+               "compression": "gzip", "inactivity_timeout": 7, "base_path": "/data/base"}
     assert set(options) == set(WriterOptions.names())
     cmd = writer_command(cfg.SessionConfig("s1", None, options), "debug")
     assert cmd[1:5] == ["-m", "nexus_writer.cli.main", "write", "s1"]

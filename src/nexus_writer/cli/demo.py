@@ -39,13 +39,15 @@ def _points(path: str, entries: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = os.path.abspath(args.base_path)
+    base = os.path.abspath(args.base_path or "demo_data")  # where data goes (and the
+    # writer's base for relative names)
     with contextlib.ExitStack() as stack:
         url = args.redis
         if url is None:
             url = stack.enter_context(RedisServer()).url
             print(f"embedded redis-server at {url}", file=sys.stderr)
-        writer = SessionWriter(args.session, url, **writer_options(args)).start()
+        options = dict(writer_options(args), base_path=base)
+        writer = SessionWriter(args.session, url, **options).start()
         started = time.monotonic()
         with LiveView(writer, enabled=args.live):
             with SimSession(args.session, redis_url=url, base_path=base,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -36,6 +37,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                    default="bitshuffle", help="filter for detector data (default bitshuffle)")
     g.add_argument("--inactivity-timeout", dest="inactivity_timeout", type=float, default=300.0,
                    metavar="S", help="fail a scan that sends nothing for S s (0: never)")
+    g.add_argument("--base-path", dest="base_path", metavar="DIR",
+                   help="resolve a relative scan_info filename against DIR (default: such "
+                   "names are refused)")
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
@@ -73,7 +77,11 @@ def redis_url(args: argparse.Namespace) -> str:
 def writer_options(args: argparse.Namespace) -> dict:
     from ..writer import WriterOptions
 
-    return {name: getattr(args, name) for name in WriterOptions.names() if hasattr(args, name)}
+    options = {name: getattr(args, name) for name in WriterOptions.names()
+               if getattr(args, name, None) is not None}
+    if options.get("base_path"):
+        options["base_path"] = os.path.abspath(options["base_path"])
+    return options
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -152,8 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated session + writer on an embedded Redis",
                           description="Run the seed's demanding scans in a simulated session "
                           "and write them live; ends with a summary and the NeXus check.")
-    demo.add_argument("--base-path", default="demo_data", help="where data goes (default "
-                      "./demo_data)")
     demo.add_argument("--time-scale", type=float, default=0.1,
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")

@@ -254,7 +254,10 @@ class ScanWriter:
         filename = info.get("filename")
         if not filename:
             raise SavingError(f"{self.label}: scan_info has no 'filename'; nothing to write to")
-        self.filename = str(filename)
+        try:  # absolute in every report, status and file field
+            self.filename = self.options.resolve(str(filename))
+        except ValueError as e:
+            raise SavingError(f"{self.label}: {e}") from e
         self._check_destination(self.filename)
         try:
             self.plan = ScanPlan(self.source.number, info, self.options)
