@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -104,6 +105,11 @@ def test_service_never_shows_the_password(tmp_path, secured_url, data_dir, capsy
         assert_no_secret(out.out + out.err, "the nexus-writer status table")
         assert main(["service", "list", "--config", str(service.config)]) == 0
         assert_no_secret(capsys.readouterr().out, "nexus-writer service list")
+
+        # the status page and metrics: for local users only (docs/security.md), on
+        # 127.0.0.1 and not on any other address (127.0.0.2 is loopback too)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", service.port), timeout=5).close()
 
         assert service.stop() == 0
     finally:
