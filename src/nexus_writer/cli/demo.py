@@ -20,7 +20,7 @@ from ..nexus.validate import validate_file
 from ..sim import SimSession, run_some_scans
 from ..writer import ScanState, SessionWriter
 from .live import LiveView
-from .main import writer_options
+from .main import redis_url, writer_options
 
 
 def _points(path: str, entries: list[str]) -> int:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     base = os.path.abspath(args.base_path or "demo_data")  # where data goes (and the
     # writer's base for relative names)
     with contextlib.ExitStack() as stack:
-        url = args.redis
+        url = redis_url(args) if args.redis else None  # with --redis-password-file
         if url is None:
             url = stack.enter_context(RedisServer()).url
             print(f"embedded redis-server at {url}", file=sys.stderr)

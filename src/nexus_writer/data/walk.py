@@ -229,15 +229,15 @@ class ScanIterator:
                 logger.warning("%s: its events are gone from Redis (restarted without "
                                "persistence?); following the %d node(s) known", scan.label,
                                len(self.known))
-            for node in list(self.known.values()):
-                names.add(node.name)
-                nodes[node.key] = node
-                seeded.add(node.key)
-                yield out(EventType.NEW_NODE, node)
-                start = self.position.setdefault(node.name, 0)
-                last_ids[node.key] = "0-0"
+            for known in list(self.known.values()):
+                names.add(known.name)
+                nodes[known.key] = known
+                seeded.add(known.key)
+                yield out(EventType.NEW_NODE, known)
+                start = self.position.setdefault(known.name, 0)
+                last_ids[known.key] = "0-0"
                 if start > 0:
-                    yield from self._seek(node, start, last_ids, with_data, out, error)
+                    yield from self._seek(known, start, last_ids, with_data, out, error)
 
         while True:
             if stop is not None and stop.is_set():
