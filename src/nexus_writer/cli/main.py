@@ -101,8 +101,8 @@ def run_session_writer(args: argparse.Namespace) -> int:
 
     writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
                            **writer_options(args))
-    signal.signal(signal.SIGTERM, _interrupt)
     writer.start()
+    signal.signal(signal.SIGTERM, _interrupt)  # from here on, as the first Ctrl-C
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C or SIGTERM "
           "to stop", file=sys.stderr)
     with LiveView(writer, enabled=args.live):
