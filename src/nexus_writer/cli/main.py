@@ -46,6 +46,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-timeout", dest="stop_timeout", type=float, default=30.0,
                         metavar="S", help="on Ctrl-C or SIGTERM, scans in progress get S s "
                         "to finish before they are ended FAILED (default 30)")
+    parser.add_argument("--standby", action="store_true",
+                        help="when another writer serves the session, wait and take over "
+                        "when it stops (hot standby) instead of refusing to start")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
     logs.add_arguments(parser)
@@ -100,15 +103,17 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
-                           **writer_options(args))
+                           standby=args.standby, **writer_options(args))
     writer.start()
     signal.signal(signal.SIGTERM, _interrupt)  # from here on, as the first Ctrl-C
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C or SIGTERM "
           "to stop", file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
-            while True:
-                time.sleep(0.5)
+            while not writer.lease.lost.wait(0.5):
+                pass
+            print(f"NexusSessionWriter: session {args.session!r} taken over by another writer "
+                  f"({writer.lease_lost_to}); stopping", file=sys.stderr)
         except KeyboardInterrupt:
             pass
         try:  # a second Ctrl-C / SIGTERM, wherever it lands, aborts the scans in progress

@@ -77,8 +77,10 @@ def writer_command(session: cfg.SessionConfig, log: str) -> list[str]:
 
     Raises ValueError for an option the ``write`` command does not have.
     """
+    # --standby: a session another writer serves (a manual one, a service on another
+    # host) is waited for, not fought over or restarted in a loop
     cmd = [sys.executable, "-m", "nexus_writer.cli.main", "write", session.name, "--no-live",
-           "--log", log]
+           "--standby", "--log", log]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import NexusWriterError
 from ..nexus.groups import open_file
+from .filelock import FileLockedError, WriterFileLock
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ SPACE_CHECK_PERIOD = 1.0
 #: middle of a flush leaves a file that cannot be opened again, while this reserve
 #: keeps what was written readable and holds the final status.
 MIN_FREE_BYTES = 2 << 20
-
-
-class FileLockedError(NexusWriterError, BlockingIOError):
-    """Another process holds an exclusive lock on the dataset file."""
 
 
 class DiskFullError(NexusWriterError, OSError):
@@ -150,6 +147,7 @@ class FileWriter:
         self.flush_period = flush_period
         self._queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self._file: h5py.File | None = None
+        self._lock = WriterFileLock(path)
         self._dirty = False
         self._last_flush = time.monotonic()
         self.users = 0
@@ -193,6 +191,17 @@ class FileWriter:
 
     # -- the file thread -----------------------------------------------------------
     def _open(self) -> h5py.File:
+        if self._file is None:
+            if not self._lock.held:
+                self._lock.acquire()  # before anything touches the file (or moves it aside)
+            try:
+                return self._open_file()
+            except BaseException:
+                self._lock.release()
+                raise
+        return self._file
+
+    def _open_file(self) -> h5py.File:
         if self._file is None:
             holder = lock_holder(self.path)
             if holder is not None:
@@ -371,6 +380,7 @@ class FileWriter:
             except Exception:  # noqa: BLE001
                 logger.exception("%s: close failed", self.path)
             self._file = None
+        self._lock.release()
 
 
 class FileWriterPool:

@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 from ..data import DataStore, EventType, SavingReporter, WriterPresence
+from ..data.lease import LEASE_TTL, LeaseHolder, SessionLease
 from ..data.saving import FINAL_STATES
 from ..data.status import publish_status
 from .filewriter import FileWriterPool
@@ -43,11 +44,17 @@ class SessionWriter:
     ``from_next=True`` writes only scans announced after the start; by default the
     retained scans that no writer saved are written too.
     ``start()`` returns at once; ``stop()`` lets scans in progress finish.
+
+    One writer only takes a session at a time (a lease in Redis, see
+    :mod:`nexus_writer.data.lease`): ``start()`` raises :class:`LeaseHeldError` naming
+    the active writer, or with ``standby=True`` returns and waits in the background
+    for that writer's lease to lapse, then takes the session over.
     """
 
     def __init__(self, session: str, redis_url: str | None = None, from_next: bool = False,
                  on_change: Callable[[ScanWriter], None] | None = None,
-                 status_period: float = 1.0, **options: Any):
+                 status_period: float = 1.0, standby: bool = False,
+                 lease_ttl: float = LEASE_TTL, **options: Any):
         self.session = session
         self.options = WriterOptions(**options)
         self.store = DataStore(redis_url)
@@ -64,26 +71,60 @@ class SessionWriter:
         self._status_thread: threading.Thread | None = None
         self._ready = threading.Event()
         self.presence = WriterPresence(self.store, session, url=self.store.url)
+        self.standby = standby
+        self.lease = SessionLease(self.store, session, lease_ttl, on_lost=self._lease_lost)
+        #: The writer that took the session over while this one wrote it, if any.
+        self.lease_lost_to: LeaseHolder | None = None
 
     @property
     def url(self) -> str:
         return self.store.url
 
     def start(self) -> "SessionWriter":
-        """Listen in a thread; returns once the listener is attached."""
-        self.presence.start()
+        """Listen in a thread; returns once the listener is attached (at once when
+        standing by).  Raises :class:`LeaseHeldError` when another writer has the
+        session and ``standby`` is off."""
+        if not self.standby:
+            self.lease.acquire()
         self._thread = threading.Thread(target=self._listen, name=f"session:{self.session}",
                                         daemon=True)
         self._thread.start()
         self._status_thread = threading.Thread(target=self._publish_status, daemon=True,
                                                name=f"status:{self.session}")
         self._status_thread.start()
-        self._ready.wait(10)
-        logger.info("session %s: writer listening on %s", self.session, self.store.url)
+        if self.lease.held:
+            self._ready.wait(10)
+            logger.info("session %s: writer listening on %s", self.session, self.store.url)
         return self
+
+    def _stand_by(self) -> bool:
+        """Wait for the session's lease (hot standby); False if stopped meanwhile."""
+        if self.lease.held:
+            return True
+
+        def waiting(holder: LeaseHolder) -> None:
+            logger.warning("session %s: standing by: the session is written by another "
+                           "writer (%s); taking over when it stops", self.session, holder)
+
+        if not self.lease.wait_acquire(self._stop_listening, on_wait=waiting):
+            return False
+        logger.warning("session %s: taking the session over (lease acquired); writing the "
+                       "scans it left unsaved", self.session)
+        return True
+
+    def _lease_lost(self, holder: LeaseHolder | None) -> None:
+        """Another writer has the session now: stop taking scans, end those in progress
+        (recorded FAILED with the reason) and release their files to it."""
+        self.lease_lost_to = holder
+        self.presence.stop(delete=False)
+        self._stop_listening.set()
+        self._abort_scans.set()
 
     def _listen(self) -> None:
         """Follow the session; on a lost connection, reconnect with backoff and resume."""
+        if not self._stand_by():
+            return
+        self.presence.start()
         iterator = self.store.get_session_node(self.session).iterator
         since = None
         attempt = 0
@@ -130,10 +171,14 @@ class SessionWriter:
         """This writer's status document (also published in Redis)."""
         return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
                 "active": len(self.active()),
+                "lease": "held" if self.lease.held else
+                         ("lost" if self.lease.lost.is_set() else "standby"),
                 "scans": [w.stats() for w in self.scans()[-STATUS_SCANS:]]}
 
     def _publish_status(self) -> None:
         while not self._stopped.wait(self.status_period):
+            if not self.lease.held:  # the active writer's document is not ours to replace
+                continue
             try:
                 publish_status(self.store, self.session, self.status())
             except Exception as e:  # noqa: BLE001 - Redis away: next period
@@ -187,11 +232,13 @@ class SessionWriter:
         self._stopped.set()
         if self._status_thread is not None:
             self._status_thread.join(5)
-        try:
-            publish_status(self.store, self.session, self.status(), ttl=5)
-        except Exception:  # noqa: BLE001
-            pass
-        self.presence.stop()
+        if self.lease.held:
+            try:
+                publish_status(self.store, self.session, self.status(), ttl=5)
+            except Exception:  # noqa: BLE001
+                pass
+            self.presence.stop()
+        self.lease.release()
         self.store.close()
 
     def summary(self) -> dict[str, int]:
