@@ -33,6 +33,8 @@ def _publish(store, filename: str, npoints: int = 4, final_info=None, **info_ext
                 scan_meta_categories=["instrument", "positioners"], **info_extra)
     pub = store.create_scan("test_session", info)
     pub.start()
+    # the writer has read the scan_info of the start (what the final one completes)
+    assert pub.writer_ready(timeout=10).state == "READY"
     chans = {name: pub.create_channel(name, "float64", (), c["unit"], device=c["device"],
                                       top_master="timer") for name, c in channels.items()}
     for i in range(npoints):
