@@ -96,7 +96,8 @@ def test_writer_command_flags_are_those_of_the_write_command():
     options = {"keepshape": True, "multivalue_positioners": False,
                "enable_external_nonhdf5": True, "disable_external_hdf5": True,
                "copy_non_external": True, "required_disk_space": 12.5, "flush_period": 0.25,
-               "compression": "gzip", "inactivity_timeout": 7, "base_path": "/data/base"}
+               "compression": "gzip", "inactivity_timeout": 7, "base_path": "/data/base",
+               "master_files": False, "technique": "NXxas"}
     assert set(options) == set(WriterOptions.names())
     cmd = writer_command(cfg.SessionConfig("s1", None, options), "debug")
     assert cmd[1:5] == ["-m", "nexus_writer.cli.main", "write", "s1"]
@@ -109,6 +110,9 @@ def test_writer_command_flags_are_those_of_the_write_command():
     assert not args.live and not args.only_new
     for name, value in options.items():
         assert getattr(args, name) == value, name
+    # a switch that turns an option off is given only to turn it off
+    kept = writer_command(cfg.SessionConfig("s1", None, {"master_files": True}), "info")
+    assert "--no-master-files" not in kept
 
 
 def test_add_remove_list(tmp_path, capsys):

@@ -40,6 +40,12 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--base-path", dest="base_path", metavar="DIR",
                    help="resolve a relative scan_info filename against DIR (default: such "
                    "names are refused)")
+    g.add_argument("--no-master-files", dest="master_files", action="store_false",
+                   help="no ESRF collection/proposal master files (by default written for "
+                   "scans with proposal, collection and dataset in their scan_info)")
+    g.add_argument("--technique", default="", metavar="NAME",
+                   help="application definition (technique template: NXxas, NXtomo, or a "
+                   ".toml file) for scans whose scan_info names none")
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
@@ -143,7 +149,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ..nexus.validate import validate_file
+    from ..nexus.validate import validate_applications, validate_file
 
     bad = 0
     for path in args.files:
@@ -153,6 +159,12 @@ def run_validate(args: argparse.Namespace) -> int:
             for m in report.messages:
                 print(f"    {m}")
         bad += not report.ok
+        for app in validate_applications(path):  # entries declaring a definition
+            print(f"  {app.summary()}")
+            if args.verbose or not app.ok:
+                for m in app.messages:
+                    print(f"    {m}")
+            bad += not app.ok
     return 1 if bad else 0
 
 
@@ -180,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",
                               description="nexusformat base-class check plus the @default "
-                              "plot chain; exit 1 if any file has errors or warnings.")
+                              "plot chain, and the application definition (nxvalidate) of "
+                              "each entry or subentry that declares one; exit 1 if any file "
+                              "has errors or warnings.")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("-v", "--verbose", action="store_true", help="print all findings")
     logs.add_arguments(validate)

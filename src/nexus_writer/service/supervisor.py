@@ -52,10 +52,11 @@ def pidfile_of(config_path: str | Path) -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _writer_flags() -> dict[str, tuple[str, bool]]:
-    """Option name -> (command-line flag, is a switch), from the ``write`` command's
-    own parser, so that the names of the config file always match its flags
-    (``inactivity_timeout`` is ``--inactivity-timeout``)."""
+def _writer_flags() -> dict[str, tuple[str, bool, Any]]:
+    """Option name -> (command-line flag, is a switch, the value the switch sets),
+    from the ``write`` command's own parser, so that the names of the config file
+    always match its flags (``inactivity_timeout`` is ``--inactivity-timeout``,
+    ``master_files = false`` is ``--no-master-files``)."""
     import argparse
 
     from ..cli.main import add_writer_arguments
@@ -66,7 +67,7 @@ def _writer_flags() -> dict[str, tuple[str, bool]]:
     for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor
         if action.option_strings:
             switch = action.nargs == 0
-            flags[action.dest] = (action.option_strings[0], switch)
+            flags[action.dest] = (action.option_strings[0], switch, action.const)
     return flags
 
 
@@ -85,9 +86,9 @@ def writer_command(session: cfg.SessionConfig, log: str) -> list[str]:
     for key, value in session.options.items():
         if key not in flags:
             raise ValueError(f"session {session.name!r}: the writer has no option {key!r}")
-        flag, switch = flags[key]
+        flag, switch, sets = flags[key]
         if switch:
-            if value:
+            if bool(value) == sets:
                 cmd.append(flag)
         else:
             cmd += [flag, str(value)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from ..nexus.appdef import load_template
 from ..nexus.datasets import COMPRESSIONS
 
 
@@ -34,6 +35,13 @@ class WriterOptions:
     #: empty: relative file names are refused (the writer's working directory means
     #: nothing to the producer).
     base_path: str = ""
+    #: ESRF master files (collection and proposal files linking every entry), for
+    #: scans whose scan_info carries the data-policy fields (proposal, collection,
+    #: dataset).
+    master_files: bool = True
+    #: Technique template (``NXxas``, ``xas``, a path to a .toml) applied to scans
+    #: whose scan_info names none ("": only scans that name one get a subentry).
+    technique: str = ""
 
     def __post_init__(self) -> None:
         if self.base_path and not os.path.isabs(self.base_path):
@@ -42,6 +50,8 @@ class WriterOptions:
             raise ValueError(f"compression {self.compression!r} is not one of {COMPRESSIONS}")
         if self.flush_period <= 0:
             raise ValueError(f"flush_period must be > 0, not {self.flush_period}")
+        if self.technique and self.technique.strip().lower() != "none":
+            load_template(self.technique)  # an unknown template is refused at the start
 
     def camera_mode(self, file_format: str) -> str:
         """How a camera's frames are linked: vds, external, strings or copy."""

@@ -18,12 +18,13 @@ import h5py
 import numpy as np
 
 from ..errors import NexusWriterError
-from ..nexus import metadata
+from ..nexus import appdef, metadata
 from ..nexus.camera import CameraDataset
 from ..nexus.datasets import ChannelDataset, fill_value
 from ..nexus.groups import (nexus_name, now_iso, require_group, soft_link, unique_name,
                              write_field)
 from ..nexus.plots import set_grid_axes, write_plot
+from . import masterfiles
 from .filewriter import FileWriter, FileWriterPool, Target
 from .options import WriterOptions
 from .plan import ChannelPlan, EntryPlan, ScanPlan
@@ -90,6 +91,9 @@ class ScanWriter:
         self.published: dict[str, int] | None = None
         self.end_reason: str | None = None
         self.problems: list[str] = []
+        #: What was not written beside the scan's data (master files, application
+        #: definition): reported, but the scan is not failed for it.
+        self.warnings: list[str] = []
         self.children: list[tuple[int, str]] = []
         self.started = time.time()
         self.finished: float | None = None
@@ -137,7 +141,8 @@ class ScanWriter:
         return {"scan": self.source.number, "key": self.source.key,
                 "title": str(self.info.get("title", "")), "state": self.state.name,
                 "reason": self.saving.reason, "file": self.filename, "entries": self.entries,
-                "channels": channels, "problems": list(self.problems)}
+                "channels": channels, "problems": list(self.problems),
+                "warnings": list(self.warnings)}
 
     # -- the scan thread -----------------------------------------------------------
     def run(self) -> None:
@@ -181,7 +186,8 @@ class ScanWriter:
         channels = {name: {"written": t.points, "published": (self.published or {}).get(name)}
                     for name, t in self.targets.items()}
         detail = dict(file=self.filename, entries=self.entries, channels=channels,
-                      problems=self.problems, end_reason=self.end_reason)
+                      problems=self.problems, warnings=self.warnings,
+                      end_reason=self.end_reason)
         patience = self.options.inactivity_timeout or FINAL_REPORT_PATIENCE
         deadline = time.monotonic() + patience
         attempt = 0
@@ -341,6 +347,11 @@ class ScanWriter:
         self.problems.append(message)
         logger.warning("%s: %s", self.label, message)
 
+    def _warn(self, message: str) -> None:
+        """Something beside the scan's data not written (the scan is not failed)."""
+        self.warnings.append(message)
+        logger.warning("%s: %s", self.label, message)
+
     # -- checks --------------------------------------------------------------------
     def _check_destination(self, filename: str) -> None:
         directory = os.path.dirname(os.path.abspath(filename))
@@ -382,6 +393,18 @@ class ScanWriter:
             require_group(group, "measurement", "NXcollection")
             metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
         self._link_to_sequence(f)
+        if self.options.master_files:
+            self._link_to_masters(f)
+
+    def _link_to_masters(self, f: h5py.File) -> None:
+        """The entries in the ESRF master files, as soon as they exist on disk."""
+        assert self.plan is not None and self.filename is not None
+        masters = masterfiles.master_files(self.info, self.filename)
+        if not masters:
+            return
+        f.flush()  # a reader following a master's link finds the entry
+        for warning in masterfiles.link_scan(masters, self.filename, self.entries):
+            self._warn(warning)
 
     def _own_entry(self, entry: h5py.Group) -> bool:
         """Whether ``entry`` was started for this very scan: unfinished (a writer died
@@ -683,8 +706,12 @@ class ScanWriter:
                     else:  # not written yet (or elsewhere): a child links itself (below)
                         logger.debug("%s: child scan %d has no entry in %s yet", self.label,
                                      number, self.filename)
+            if entry is next(iter(self.plan.entries.values())):
+                self._write_application(group)
             if self.problems:  # in the file too, not only in the log
                 extra["problems"] = list(self.problems)
+            if self.warnings:
+                extra["warnings"] = list(self.warnings)
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
             write_field(group, "end_time", str(info.get("end_time") or now_iso()))
 
@@ -707,6 +734,24 @@ class ScanWriter:
                 key = renamed[name] + at + attr
             out[key] = value
         return out
+
+    def _write_application(self, group: h5py.Group) -> None:
+        """The application definition of the scan's technique, if it names one, in
+        the first entry; a scan that cannot satisfy it gets a warning."""
+        assert self.plan is not None
+        try:
+            template = appdef.select_template(self.info, self.options.technique)
+            if template is None:
+                return
+            channels = [appdef.ChannelRef(c.node.name, self.plan.display_of(c.node),
+                                          self.plan.device_of(c.node), c.kind, c.path)
+                        for c in self.plan.entries[next(iter(self.plan.entries))].channels
+                        if c.path in self._created]
+            roles = appdef.resolve(template, channels)
+            sub = appdef.write_subentry(group, template, roles, self.info)
+            logger.info("%s: %s written in %s", self.label, template.definition, sub.name)
+        except appdef.AppDefError as e:
+            self._warn(str(e))
 
     def _grid_axes(self, f: h5py.File, entry: EntryPlan) -> None:
         """Coordinates of a mesh plot, from the motor data: fast axis is dim 1."""
