@@ -222,8 +222,10 @@ class ScanIterator:
             # A walk again (a reconnection): the nodes of earlier walks are followed
             # from the position given, whether or not Redis still has their definitions.
             with connection_lost(scan.label):
-                definitions_kept = r.exists(events_key)
-            if not definitions_kept:
+                first = r.xrange(events_key, count=1)
+            # the stream starts with CREATED; without it, Redis lost it (an END_SCAN
+            # retried by the producer may have started a new one)
+            if not first or first[0][1].get(P.F_EVENT) != b"CREATED":
                 # not an error by itself: points lost meanwhile show as gaps (errors
                 # naming them) and in the END_SCAN counts
                 logger.warning("%s: its events are gone from Redis (restarted without "
