@@ -10,12 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.waiting import wait_for
 from tests.writer.helpers import assert_channel, manual_scan_info
 
 BIN = os.path.dirname(sys.executable)
@@ -68,20 +68,13 @@ def test_validate_exit_codes(tmp_path):
     assert "no NeXus base class" in out.stdout  # the finding is printed
     out = _run(exe, "validate", str(good), str(bad))
     assert out.returncode == 1
-    out = _run(exe, "validate", str(tmp_path / "missing.h5"))
-    assert out.returncode != 0
+    missing = tmp_path / "missing.h5"
+    out = _run(exe, "validate", str(missing))
+    assert out.returncode == 1, out.stdout + out.stderr  # a finding, not a crash
+    assert f'File "{missing}" does not exist' in out.stdout, out.stdout
+    assert "Traceback" not in out.stderr, out.stderr
     out = _run(exe, "validate")
     assert out.returncode == 2  # usage error
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(path: str, entry: str) -> str | None:
@@ -105,7 +98,7 @@ def _writer(redis_url: str, tmp_path, *extra: str):
              "--no-live", "--flush-period", "0.2", "--log", "info", *extra],
             stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
     try:
-        _wait_for(lambda: "to stop" in log.read_text() or proc.poll() is not None, 30,
+        wait_for(lambda: "to stop" in log.read_text() or proc.poll() is not None, 30,
                   "the writer to listen")
         assert proc.poll() is None, log.read_text()
         yield proc, log
@@ -125,14 +118,14 @@ def test_write_command_saves_scans_and_stops_cleanly(writer_process, sim_session
     proc, log = writer_process
     filename = sim_session.scan_saving.filename
     quick = sim_session.loopscan(5, 0.1, "diode")
-    assert _wait_for(lambda: _status(filename, "1.1") == "SUCCEEDED", 30, "scan 1 saved")
+    assert wait_for(lambda: _status(filename, "1.1") == "SUCCEEDED", 30, "scan 1 saved")
     # a scan in progress when Ctrl-C comes is finished, then the writer exits 0
     sim_session.time_scale = 1.0
     slow = sim_session.loopscan(30, 0.05, "diode", run=False)
     thread = threading.Thread(target=slow.run)
     thread.start()
     try:
-        _wait_for(lambda: _status(filename, "2.1") == "RUNNING", 30, "scan 2 running")
+        wait_for(lambda: _status(filename, "2.1") == "RUNNING", 30, "scan 2 running")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()
     finally:
@@ -174,7 +167,7 @@ def _scan_in_progress(store, tmp_path, points: int):
     for i in range(points):
         for c in chans:
             c.send(float(i))
-    _wait_for(lambda: _status(filename, "1.1") == "RUNNING", 30, "the scan running")
+    wait_for(lambda: _status(filename, "1.1") == "RUNNING", 30, "the scan running")
     return pub, chans, filename
 
 
@@ -191,7 +184,7 @@ def test_sigterm_finishes_the_scans_in_progress(redis_url, tmp_path, store):
     with _writer(redis_url, tmp_path, "--stop-timeout", "120") as (proc, log):
         pub, chans, filename = _scan_in_progress(store, tmp_path, 3)
         proc.send_signal(signal.SIGTERM)
-        _wait_for(lambda: "finishing 1 scan(s) in progress" in log.read_text()
+        wait_for(lambda: "finishing 1 scan(s) in progress" in log.read_text()
                   or proc.poll() is not None, 30, "the writer to finish its scan")
         assert proc.poll() is None, log.read_text()
         for i in range(3, 7):
@@ -212,7 +205,7 @@ def test_sigterm_deadline_or_second_sigterm_ends_scans(redis_url, tmp_path, stor
         pub, _, filename = _scan_in_progress(store, tmp_path, 4)
         proc.send_signal(signal.SIGTERM)
         if how == "second SIGTERM":
-            _wait_for(lambda: "finishing 1 scan(s) in progress" in log.read_text(), 30,
+            wait_for(lambda: "finishing 1 scan(s) in progress" in log.read_text(), 30,
                       "the writer to finish its scan")
             proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)

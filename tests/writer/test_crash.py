@@ -24,9 +24,9 @@ from nexus_writer.data import DataStore
 from nexus_writer.data.saving import SavingReporter, writer_present
 from nexus_writer.data.server import RedisServer, free_port
 from nexus_writer.nexus.validate import validate_file
-from nexus_writer.writer import ScanState, WriterOptions
-from nexus_writer.writer.plan import ScanPlan
-from nexus_writer.writer.source import NodeInfo
+from nexus_writer.writer import ScanState
+
+from tests.waiting import wait_for
 
 from .helpers import check_scan, wait_written
 
@@ -54,14 +54,16 @@ class WriterProcess:
                  "--log", "info"],
                 stdout=subprocess.DEVNULL, stderr=log)
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while True:
+        proc = self.proc
+
+        def announced() -> bool:
+            assert proc.poll() is None, f"the writer exited: {self.text()[-2000:]}"
             seen = writer_present(store, self.session)
-            if seen is not None and seen.get("pid") == str(self.proc.pid):
-                return self
-            assert self.proc.poll() is None, f"the writer exited: {self.text()[-2000:]}"
-            assert time.monotonic() < deadline, "the writer never announced itself"
-            time.sleep(0.02)
+            return seen is not None and seen.get("pid") == str(proc.pid)
+
+        wait_for(announced, timeout, "the writer's heartbeat with its pid",
+                 lambda: self.text()[-2000:])
+        return self
 
     def kill(self) -> None:
         """``kill -9``: no clean-up of any kind."""
@@ -104,21 +106,14 @@ def writer_process(redis_url, tmp_path):
 
 
 def as_written(store: DataStore, key: str, state: ScanState) -> Any:
-    """What :func:`check_scan` needs of a ScanWriter, rebuilt from Redis for a scan that
-    another process wrote: the writer's plan, from the same scan_info and nodes."""
+    """What :func:`check_scan` needs of a ScanWriter, for a scan that another process
+    wrote: its state, file and entries (one per top master of the scan_info's chain)."""
     scan = store.get_scan_node(key)
     info = scan.info
-    plan = ScanPlan(scan.number, info, WriterOptions())
-    for node in scan.nodes():
-        if node.type == "node_ref_channel":
-            continue
-        d = node.definition
-        plan.add(NodeInfo(d.name, d.type, np.dtype(d.dtype) if d.dtype else None, d.shape,
-                          d.unit, dict(d.info)))
+    chain = info.get("acquisition_chain") or {"": None}
     return SimpleNamespace(state=state, saving=SimpleNamespace(reason=""), label=scan.label,
-                           source=SimpleNamespace(key=key), plan=plan,
-                           filename=info["filename"],
-                           entries=[e.name for e in plan.entries.values()])
+                           source=SimpleNamespace(key=key), filename=info["filename"],
+                           entries=[f"{scan.number}.{k}" for k in range(1, len(chain) + 1)])
 
 
 def assert_saved_whole(store: DataStore, scans: list[Any], timeout: float = 30.0) -> None:
@@ -141,13 +136,12 @@ def _progress(store: DataStore, key: str) -> dict[str, int]:
 
 def _wait_progress(store: DataStore, key: str, points: int, timeout: float = 20.0) -> dict:
     """Until the writer recorded at least ``points`` durable points of every channel."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def reached() -> dict | None:
         progress = _progress(store, key)
-        if len(progress) > 3 and min(progress.values()) >= points:
-            return progress
-        assert time.monotonic() < deadline, f"no durable progress: {progress}"
-        time.sleep(0.01)
+        return progress if len(progress) > 3 and min(progress.values()) >= points else None
+
+    return wait_for(reached, timeout, f"{points} durable points of every channel",
+                    lambda: f"progress: {_progress(store, key)}", interval=0.01)
 
 
 @pytest.mark.timeout(90)
@@ -160,8 +154,7 @@ def test_kill_9_mid_scan_then_restart(sim_session, store, writer_process):
     writer = writer_process().start(store)
     scan = sim_session.loopscan(160, 0.005, "diode", "simu1", "lima_simulator", run=False)
     thread = scan.run_in_thread()
-    while scan.key is None:
-        time.sleep(0.01)
+    wait_for(lambda: scan.key is not None, 10, "the scan published in Redis")
     assert scan.publisher.writer_ready(timeout=10).state == "READY"
     at_kill = _wait_progress(store, scan.key, 40)
     writer.kill()
@@ -230,8 +223,8 @@ def test_scans_created_while_the_writer_is_down_are_written(sim_session, store,
              sim_session.ascan("roby", 0, 1, 5, 0.01, "diode", "lima_simulator")]
     running = sim_session.loopscan(100, 0.01, "diode", "simu1", run=False)
     thread = running.run_in_thread()
-    while running.key is None or not running.node.nodes():
-        time.sleep(0.01)
+    wait_for(lambda: running.key is not None and running.node.nodes(), 10,
+             "the running scan's first channel in Redis")
     for scan in ended + [running]:
         assert scan.publisher.writer_ready(timeout=1).state == "NO_WRITER"
     writer.start(store)
@@ -567,13 +560,9 @@ def test_resume_repairs_a_chunk_its_index_no_longer_describes(store, data_dir,
 
 def _wait_progress_of(store: DataStore, key: str, points: dict[str, int],
                       timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        progress = _progress(store, key)
-        if all(progress.get(k, 0) >= n for k, n in points.items()):
-            return
-        assert time.monotonic() < deadline, f"no durable progress: {progress}"
-        time.sleep(0.01)
+    wait_for(lambda: all(_progress(store, key).get(k, 0) >= n for k, n in points.items()),
+             timeout, f"durable points {points}", lambda: f"progress: {_progress(store, key)}",
+             interval=0.01)
 
 
 @pytest.mark.timeout(60)

@@ -20,7 +20,7 @@ from ..nexus.validate import validate_file
 from ..sim import SimSession, run_some_scans
 from ..writer import ScanState, SessionWriter
 from .live import LiveView
-from .main import redis_url, writer_options
+from .main import _web, redis_url, start_web, writer_options
 
 
 def _points(path: str, entries: list[str]) -> int:
@@ -48,12 +48,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"embedded redis-server at {url}", file=sys.stderr)
         options = dict(writer_options(args), base_path=base)
         writer = SessionWriter(args.session, url, **options).start()
+        web = start_web(args, lambda **kw: _web().for_session_writer(
+            writer, **dict(kw, roots=kw["roots"] or [base])))
+        if web is not None:
+            stack.callback(web.stop)
         started = time.monotonic()
         with LiveView(writer, enabled=args.live):
             with SimSession(args.session, redis_url=url, base_path=base,
                             time_scale=args.time_scale) as session:
                 scans = run_some_scans(session, extra=True)
             writer.wait_idle(timeout=120)
+            if web is not None and getattr(args, "serve", False):
+                print(f"scans done; the page stays at {web.url} until Ctrl-C", file=sys.stderr)
+                try:
+                    while True:
+                        time.sleep(0.5)
+                except KeyboardInterrupt:
+                    pass
         writer.stop(timeout=30)
         elapsed = time.monotonic() - started
     return summary(writer, len(scans), elapsed)
@@ -73,6 +84,9 @@ def summary(writer: SessionWriter, published: int, elapsed: float) -> int:
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     ok = states.get("FAILED", 0) == 0
     for path, entries in sorted(files.items()):
+        if not os.path.exists(path):  # every scan of it refused before it was created
+            print(f"{path}\n    not written")
+            continue
         report = validate_file(path)
         ok &= report.ok
         print(f"{path}\n    {len(entries)} entries, {_points(path, entries)} points; "

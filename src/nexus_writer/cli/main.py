@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from ..errors import NexusWriterError
 from . import logs
@@ -57,6 +58,7 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                         "when it stops (hot standby) instead of refusing to start")
     parser.add_argument("--no-live", dest="live", action="store_false",
                         help="no live table, log lines only")
+    add_http_arguments(parser)
     logs.add_arguments(parser)
 
 
@@ -81,6 +83,36 @@ def redis_url(args: argparse.Namespace) -> str:
                        "every local user (ps); use REDIS_URL or --redis-password-file "
                        "(given: %s)", redact_url(args.redis))
     return resolve_url(getattr(args, "redis", None), getattr(args, "redis_password_file", None))
+
+
+def add_http_arguments(parser: argparse.ArgumentParser, what: str = "the writer's") -> None:
+    """``--http [HOST:]PORT`` and ``--data-root DIR``: the web page."""
+    parser.add_argument("--http", metavar="[HOST:]PORT",
+                        help=f"serve {what} web page, /status and /metrics on PORT "
+                        "(127.0.0.1 unless HOST is given; 0: a free port; from other hosts "
+                        "the token $NEXUS_WRITER_WEB_TOKEN is required when set)")
+    parser.add_argument("--data-root", dest="data_roots", action="append", default=None,
+                        metavar="DIR", help="the page serves files under DIR only (repeat "
+                        "for more; default: the folders of the files written)")
+
+
+def _web() -> Any:
+    """The web adapter, imported only when a page is asked for (Starlette, uvicorn)."""
+    from .. import web
+
+    return web
+
+
+def start_web(args: argparse.Namespace, make: Any) -> Any:
+    """Start the web page when ``--http`` is given (``make(port=, host=, roots=)``) and
+    print its address; None otherwise."""
+    if getattr(args, "http", None) is None:
+        return None
+    host, port = _web().parse_address(args.http)
+    server = make(port=port, host=host, roots=args.data_roots or ())
+    server.start()
+    print(f"web page: {server.url}  (status: {server.url}status)", file=sys.stderr)
+    return server
 
 
 def writer_options(args: argparse.Namespace) -> dict:
@@ -109,11 +141,24 @@ def run_session_writer(args: argparse.Namespace) -> int:
     from .live import LiveView
 
     writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
-                           standby=args.standby, **writer_options(args))
-    writer.start()
+                           protocol=args.protocol, standby=args.standby,
+                           **writer_options(args))
+    # the page first: a port taken stops here, before the writer takes any scan; and
+    # the writer's first status names its page
+    try:
+        web = start_web(args, lambda **kw: _web().for_session_writer(writer, **kw))
+    except BaseException:
+        writer.close_stores()
+        raise
+    try:
+        writer.start()
+    except BaseException:  # another writer has the session: nothing to serve
+        if web is not None:
+            web.stop()
+        raise
     signal.signal(signal.SIGTERM, _interrupt)  # from here on, as the first Ctrl-C
-    print(f"NexusSessionWriter: session {args.session!r} on {writer.url}; Ctrl-C or SIGTERM "
-          "to stop", file=sys.stderr)
+    print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
+          f"({writer.protocol}); Ctrl-C or SIGTERM to stop", file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
             while not writer.lease.lost.wait(0.5):
@@ -143,6 +188,8 @@ def run_session_writer(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         writer.stop(timeout=30)
+    if web is not None:
+        web.stop()
     failed = writer.summary().get("FAILED", 0)
     print(f"NexusSessionWriter: {writer.summary() or 'no scans'}", file=sys.stderr)
     return 1 if failed else 0
@@ -181,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")
     add_writer_arguments(demo)
+    demo.add_argument("--serve", action="store_true",
+                      help="keep the web page up after the scans, until Ctrl-C")
+    demo.set_defaults(http="0")
     demo.set_defaults(func=lambda a: __import__("nexus_writer.cli.demo", fromlist=["run"]).run(a))
 
     write = sub.add_parser("write", help="write every new scan of SESSION (NexusSessionWriter)",
@@ -188,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "scan_info['filename'], live.")
     write.add_argument("session", metavar="SESSION")
     add_writer_arguments(write)
+    write.add_argument("--protocol", choices=("auto", "native", "blissdata"), default="auto",
+                       help="what the acquisition publishes: this project's protocol (native)"
+                       " or BLISS 2.x (blissdata); auto (default) detects it from the "
+                       "protocol key in Redis")
     write.set_defaults(func=run_session_writer)
 
     validate = sub.add_parser("validate", help="check files against the NeXus base classes",

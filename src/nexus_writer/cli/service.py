@@ -27,13 +27,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     service.add_argument("--config", default=DEFAULT_CONFIG,
                          help=f"TOML config file (default {DEFAULT_CONFIG}, or "
                          "$NEXUS_WRITER_CONFIG)")
-    from .main import add_redis_arguments
+    from .main import add_http_arguments, add_redis_arguments
 
     add_redis_arguments(service, help_url="Redis URL for all sessions (run), or of the "
                         "added session (add); writers get it in their environment "
                         "(REDIS_URL), never on their command line")
-    service.add_argument("--http", type=int, metavar="PORT",
-                         help="serve /status and /metrics on 127.0.0.1:PORT")
+    add_http_arguments(service, "the service's")
     logs.add_arguments(service)
     service.set_defaults(func=run_service)
 
@@ -58,6 +57,7 @@ def run_service(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         level = args.log if args.log != "warning" else None
         return Supervisor(path, redis=args.redis, log=level, http_port=args.http,
+                          data_roots=args.data_roots,
                           password_file=args.redis_password_file).run()
     config = cfg.load(path)
     if args.action == "list":

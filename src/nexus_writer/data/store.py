@@ -12,7 +12,7 @@ import redis
 
 from ..errors import ProtocolVersionError
 from . import protocol as P
-from .urls import describe_error, redact_url, resolve_url
+from .urls import DEFAULT_URL, describe_error, redact_url, resolve_url  # noqa: F401 - DEFAULT_URL for importers
 
 if TYPE_CHECKING:
     from .nodes import ScanNode, SessionNode
@@ -92,7 +92,7 @@ class DataStore:
         key = P.scan_key(uid)
         info = copy.deepcopy(dict(scan_info))  # update_info must not touch the caller's dicts
         info.setdefault("session_name", session_name)
-        mapping = {
+        mapping: dict[str | bytes, bytes | float | int | str] = {
             "info": P.dumps(info),
             "session": session_name,
             "number": int(scan_info["scan_nb"]),

@@ -346,13 +346,13 @@ class ScanIterator:
                         max_entry = size
                     yield from self._entry(node, entry_id, fields, with_data, out, error)
             # Free this read before the next one: else two reads' worth are held.
-            resp = entries = None  # type: ignore[assignment]
+            resp = entries = None
         for name, published in (self.published or {}).items():
             got = self.position.get(name, 0)
             if got < published:
-                node = next((n for n in nodes.values() if n.name == name), scan)
-                yield error(node, f"{name!r}: {published} points published, {got} received "
-                                  "(expired or malformed entries)",
+                owner = next((n for n in nodes.values() if n.name == name), scan)
+                yield error(owner, f"{name!r}: {published} points published, {got} received "
+                                   "(expired or malformed entries)",
                             first_index=got, missing=[got, published])
         yield out(EventType.END_SCAN, scan)
 

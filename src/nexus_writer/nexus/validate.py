@@ -10,6 +10,7 @@ here applies the standard's rule.  Every other rule is nexusformat's own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -53,6 +54,18 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()).strip())
+
+
+@functools.lru_cache(maxsize=None)
+def defined_fields(nx_class: str) -> frozenset[str]:
+    """Field names the NeXus base class ``nx_class`` defines (nexusformat's
+    definitions): another name in such a group is a warning of the check."""
+    from nexusformat.nexus import validate
+
+    try:
+        return frozenset(validate.GroupValidator(nx_class).valid_fields)
+    except Exception:  # noqa: BLE001 - an unknown class defines nothing
+        return frozenset()
 
 
 @contextmanager

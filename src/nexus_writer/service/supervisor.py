@@ -71,10 +71,11 @@ def _writer_flags() -> dict[str, tuple[str, bool, Any]]:
     return flags
 
 
-def writer_command(session: cfg.SessionConfig, log: str) -> list[str]:
-    """The command line of one session writer.  No Redis URL in it: every local user
-    can read a command line (``ps``); the URL goes in the writer's environment
-    (:func:`writer_env`).
+def writer_command(session: cfg.SessionConfig, log: str, web: bool = False) -> list[str]:
+    """The command line of one session writer; ``web``: it serves its page on a free
+    loopback port (the service's page reads the files through it).  No Redis URL in
+    it: every local user can read a command line (``ps``); the URL goes in the
+    writer's environment (:func:`writer_env`).
 
     Raises ValueError for an option the ``write`` command does not have.
     """
@@ -82,6 +83,8 @@ def writer_command(session: cfg.SessionConfig, log: str) -> list[str]:
     # host) is waited for, not fought over or restarted in a loop
     cmd = [sys.executable, "-m", "nexus_writer.cli.main", "write", session.name, "--no-live",
            "--standby", "--log", log]
+    if session.protocol:
+        cmd += ["--protocol", session.protocol]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:
@@ -92,6 +95,8 @@ def writer_command(session: cfg.SessionConfig, log: str) -> list[str]:
                 cmd.append(flag)
         else:
             cmd += [flag, str(value)]
+    if web:
+        cmd += ["--http", "127.0.0.1:0"]
     return cmd
 
 
@@ -113,11 +118,11 @@ class SessionProcess:
     """
 
     def __init__(self, session: cfg.SessionConfig, redis: str | None, log: str,
-                 after: "SessionProcess | None" = None):
+                 after: "SessionProcess | None" = None, web: bool = False):
         self.session = session
         self.redis = redis
         self.log = log
-        self.command = writer_command(session, log)
+        self.command = writer_command(session, log, web)
         self.after = after
         self.process: subprocess.Popen | None = None
         #: Restarts since the service started (a counter: never goes down).
@@ -261,14 +266,16 @@ class Supervisor:
     """Runs the configured session writers until stopped."""
 
     def __init__(self, config_path: str | Path, redis: str | None = None,
-                 log: str | None = None, http_port: int | None = None,
-                 password_file: str | None = None):
+                 log: str | None = None, http_port: int | str | None = None,
+                 data_roots: list[str] | None = None, password_file: str | None = None):
         self.config_path = Path(config_path)
         self.redis = redis
         #: Read at each (re)load: a changed password restarts the writers.
         self.password_file = password_file
         self.log = log
+        #: The web page's port, or "HOST:PORT" (see nexus_writer.web.parse_address).
         self.http_port = http_port
+        self.data_roots = data_roots or []
         self.processes: dict[str, SessionProcess] = {}
         #: Writers being stopped (removed or reconfigured sessions).
         self.retiring: list[SessionProcess] = []
@@ -292,7 +299,8 @@ class Supervisor:
         try:
             new = cfg.load(self.config_path)
             log = self.log or new.log
-            commands = {name: writer_command(s, log) for name, s in new.sessions.items()}
+            web = self.http_port is not None or new.http is not None
+            commands = {name: writer_command(s, log, web) for name, s in new.sessions.items()}
             urls = {name: self._url_of(new, s) for name, s in new.sessions.items()}
         except ValueError as e:
             logger.error("config not (re)loaded: %s", e)
@@ -311,7 +319,8 @@ class Supervisor:
                 current = None
             if current is None:
                 previous = next((p for p in self.retiring if p.name == name), None)
-                self.processes[name] = SessionProcess(session, urls[name], log, after=previous)
+                self.processes[name] = SessionProcess(session, urls[name], log,
+                                                      after=previous, web=web)
 
     def _url_of(self, config: cfg.ServiceConfig, session: cfg.SessionConfig) -> str | None:
         """A session's Redis URL, with the password of ``password_file`` (None: the
@@ -380,9 +389,9 @@ class Supervisor:
             if port is not None:
                 from .http import StatusServer
 
-                self._http = StatusServer(self, port).start()
-                logger.info("status on http://127.0.0.1:%d/status and /metrics",
-                            self._http.port)
+                self._http = StatusServer(self, port, roots=self.data_roots).start()
+                logger.info("status on %sstatus and /metrics; web page on %s",
+                            self._http.url, self._http.url)
             logger.info("NexusWriterService (pid %d): %d session(s) from %s", os.getpid(),
                         len(self.processes), self.config_path)
             while not self._stop.wait(0.25):

@@ -407,6 +407,26 @@ class FileWriterPool:
             del self._writers[writer.path]
         writer.close()
 
+    def read(self, path: str, fn: Callable[[h5py.File], Any], timeout: float = 30.0) -> Any:
+        """``fn(file)`` on a consistent view of ``path``, for readers in this process
+        (the web page): in the file thread of the writer that holds it (HDF5 shares one
+        open file per process, so that thread sees every operation whole, flushed or
+        not), else on the file opened read-only while no writer can open it.
+
+        Never opens a file for writing: a read-only handle held when a writer opens the
+        same file would make that open fail, hence the pool lock around it.
+        """
+        with self._lock:
+            writer = self._writers.get(path)
+            if writer is None:
+                with h5py.File(path, "r", locking=False) as f:
+                    return fn(f)
+            writer.users += 1
+        try:
+            return writer.call(fn, timeout)
+        finally:
+            self.release(writer)
+
     def close_all(self) -> None:
         with self._lock:
             writers = list(self._writers.values())

@@ -7,6 +7,7 @@ scan is recorded FAILED with its reason in the log, the status and the file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -18,12 +19,13 @@ import h5py
 import numpy as np
 
 from ..errors import NexusWriterError
-from ..nexus import appdef, metadata
+from ..nexus import appdef, h5map, metadata
 from ..nexus.camera import CameraDataset
-from ..nexus.datasets import ChannelDataset, fill_value
-from ..nexus.groups import (nexus_name, now_iso, require_group, soft_link, unique_name,
-                             write_field)
-from ..nexus.plots import set_grid_axes, write_plot
+from ..nexus.datasets import ChannelDataset, JsonDataset, fill_value
+from ..nexus.groups import (nexus_name, now_iso, nx_class_of, require_group, soft_link,
+                             unique_name, write_field)
+from ..nexus.plots import fit_plot, set_grid_axes, write_plot
+from ..nexus.validate import defined_fields
 from . import masterfiles
 from .filewriter import FileWriter, FileWriterPool, Target
 from .options import WriterOptions
@@ -46,6 +48,11 @@ class SavingError(NexusWriterError, OSError):
 
 class EntryExistsError(NexusWriterError, FileExistsError):
     """The scan's entry is already in the file: never overwritten."""
+
+
+def decode_text(value: Any) -> Any:
+    """A value read back from HDF5 as written again (bytes -> str)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _entry_order(name: str) -> tuple[int, int] | None:
@@ -106,6 +113,7 @@ class ScanWriter:
         #: Resuming a file this scan's writer left unfinished (crash, kill -9).
         self.resumed = False
         self._position: dict[str, int] = {}
+        self._ref_nodes: set[str] = set()  # the children streams of a sequence
 
     # -- public --------------------------------------------------------------------
     @property
@@ -142,7 +150,8 @@ class ScanWriter:
                 "title": str(self.info.get("title", "")), "state": self.state.name,
                 "reason": self.saving.reason, "file": self.filename, "entries": self.entries,
                 "channels": channels, "problems": list(self.problems),
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings),
+                "started": self.started, "finished": self.finished}
 
     # -- the scan thread -----------------------------------------------------------
     def run(self) -> None:
@@ -255,9 +264,9 @@ class ScanWriter:
 
     def _run(self) -> None:
         self.info = info = self._read_info()
-        if not info.get("save", True) or str(info.get("data_writer", "nexus")) != "nexus":
-            self.saving.skip(f"not saved by this writer (save={info.get('save', True)}, "
-                             f"data_writer={info.get('data_writer')!r})")
+        skip = self.source.skip_reason(info)
+        if skip:
+            self.saving.skip(skip)
             logger.info("%s: skipped (%s)", self.label, self.saving.reason)
             return  # reported by run()
         filename = info.get("filename")
@@ -314,8 +323,8 @@ class ScanWriter:
                         self._on_data(event.node, event.first_index, event.refs)
                     elif isinstance(event, NodeAdded):
                         self._on_node(event)
-                    elif isinstance(event, ChildScans):
-                        self.children.extend(event.scans)
+                    elif isinstance(event, ChildScans):  # once each, also when read again
+                        self.children.extend(c for c in event.scans if c not in self.children)
                     elif isinstance(event, SourceError):
                         self._problem(event.message)
                     elif isinstance(event, ScanEnded):
@@ -383,14 +392,24 @@ class ScanWriter:
         for name in existing:
             if "end_time" in f[name]:  # finished, not reported: finished again below
                 del f[name]["end_time"]
+        layout = self.plan.h5map
+        if layout is not None:  # the producer's layout first: it wins
+            h5map.materialise(f, layout, replace=not self.resumed)
         for entry in self.plan.entries.values():
-            if entry.name in f:
+            if entry.name in existing:
                 continue
-            group = require_group(f, entry.name, "NXentry")
-            write_field(group, "title", str(self.info.get("title", "")))
-            write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
-            require_group(group, "instrument", "NXinstrument")
-            require_group(group, "measurement", "NXcollection")
+            group = f.get(entry.name)
+            if not isinstance(group, h5py.Group):
+                group = require_group(f, entry.name, "NXentry")
+            # this writer's own items, where the producer's layout has none
+            if "title" not in group:
+                write_field(group, "title", str(self.info.get("title", "")))
+            if "start_time" not in group:
+                write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
+            if "instrument" not in group:
+                require_group(group, "instrument", "NXinstrument")
+            if "measurement" not in group:
+                require_group(group, "measurement", "NXcollection")
             metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
         self._link_to_sequence(f)
         if self.options.master_files:
@@ -486,6 +505,7 @@ class ScanWriter:
     def _on_node(self, event: NodeAdded) -> None:
         node = event.node
         if node.type == "node_ref_channel":
+            self._ref_nodes.add(node.name)
             return
         assert self.plan is not None and self._fw is not None
         if node.name in self.targets:  # announced again after a resume
@@ -509,7 +529,14 @@ class ScanWriter:
                 # the name the group would have had (NeXus defines no group attribute
                 # for it; a field's attributes are free)
                 main.attrs["original_name"] = original
-            soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
+            mapped = self.plan is not None and chan.node.name in self.plan.h5map_streams
+            if mapped and isinstance(target.writer, ChannelDataset):
+                dset = target.writer.dset
+                if "units" not in chan.attrs and not dset.attrs.get("units"):
+                    del dset.attrs["units"]  # exactly the attributes the layout gives
+                dset.attrs.update(chan.attrs)
+            if self.plan is not None and self.plan.h5map is None:
+                soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
             self._created.add(chan.path)
 
         self._fw.submit(create)
@@ -528,24 +555,61 @@ class ScanWriter:
         assert self._fw is not None
         self._fw.submit(plots)
 
+    @staticmethod
+    def _declared_group(f: h5py.File, chan: ChannelPlan) -> tuple[h5py.Group, str]:
+        """The parent group of a channel whose path the producer declared, created
+        as needed (groups there already are taken as they are), and the field name."""
+        assert chan.fixed is not None
+        parts = chan.fixed.split("/")
+        group: h5py.Group = f
+        for depth, part in enumerate(parts[:-1]):
+            child = group.get(part)
+            if child is None:
+                if depth == 0:
+                    nx_class = "NXentry"
+                elif depth == 1 and part == "instrument":
+                    nx_class = "NXinstrument"
+                elif depth == len(parts) - 2 and parts[-1] in defined_fields(chan.nx_class):
+                    nx_class = chan.nx_class
+                else:  # a name the class does not define: a plain collection
+                    nx_class = "NXcollection"
+                child = require_group(group, part, nx_class)
+            elif not isinstance(child, h5py.Group):
+                raise TypeError(f"{child.name} is not a group: no place for {chan.fixed}")
+            elif (depth == len(parts) - 2 and nx_class_of(child) in ("NXdetector", "NXpositioner")
+                  and parts[-1] not in defined_fields(nx_class_of(child) or "")):
+                child.attrs["NX_class"] = "NXcollection"  # one more undefined name
+            group = child
+        return group, parts[-1]
+
     def _create_dataset(self, f: h5py.File, chan: ChannelPlan, entry: EntryPlan) -> Any:
-        instrument = f[chan.entry]["instrument"]
-        group = require_group(instrument, chan.group, chan.nx_class)
-        if chan.subgroup:
-            group = require_group(group, chan.subgroup, "NXcollection")
+        if chan.fixed is not None:
+            group, name = self._declared_group(f, chan)
+        else:
+            instrument = f[chan.entry]["instrument"]
+            group = require_group(instrument, chan.group, chan.nx_class)
+            if chan.subgroup:
+                group = require_group(group, chan.subgroup, "NXcollection")
+            name = chan.field
         node = chan.node
         units = node.unit or ""
         if chan.kind == "camera":
             fmt = str(node.info.get("file_format", "hdf5"))
-            return CameraDataset(group, chan.field, self.options.camera_mode(fmt), node.shape,
+            return CameraDataset(group, name, self.options.camera_mode(fmt), node.shape,
                                  node.dtype, int(node.info.get("frames_per_file", 1)), fmt,
                                  self.options.compression,
                                  min_interval=self.options.flush_period)
-        grid = entry.grid if self.options.keepshape else None
-        existing = group.get(chan.field)
+        # a declared path holds the points flat: blissdata readers index them so
+        if chan.kind == "json":
+            existing = group.get(name)
+            if self.resumed and isinstance(existing, h5py.Dataset):
+                return JsonDataset(existing)
+            return JsonDataset.create(group, name, entry.npoints)
+        grid = entry.grid if self.options.keepshape and chan.fixed is None else None
+        existing = group.get(name)
         if self.resumed and isinstance(existing, h5py.Dataset):
             return ChannelDataset(existing, node.shape, grid)
-        return ChannelDataset.create(group, chan.field, node.dtype, node.shape, entry.npoints,
+        return ChannelDataset.create(group, name, node.dtype, node.shape, entry.npoints,
                                      self.options.compression, grid=grid, units=units)
 
     def _write_plots(self, f: h5py.File, entry: EntryPlan) -> None:
@@ -553,19 +617,23 @@ class ScanWriter:
         specs = self.plan.plots(entry)
         group = f[entry.name]
         ready = []
+        flat = {c.path for c in entry.channels if c.fixed is not None}  # never a grid
         for spec in specs:
             if all(path in self._created for _, path in spec.signals):
-                if self.options.keepshape and spec.grid is not None:
+                if (self.options.keepshape and spec.grid is not None
+                        and not any(path in flat for _, path in spec.signals)):
                     spec.grid = None  # the data is a grid already
                 ready.append(spec)
+        taken = self.plan.h5map_names.get(entry.name, set())
+        ready = [spec for spec in ready if spec.name not in taken]  # the layout's own
         shown = repr(ready)
         if self._plots_written.get(entry.name) == shown:
             return  # the plots in the file show exactly this already
         for spec in ready:
             write_plot(group, spec)
         self._plots_written[entry.name] = shown
-        if specs and specs[0].name in group:
-            group.attrs["default"] = specs[0].name
+        if ready and ready[0].name in group:
+            group.attrs["default"] = ready[0].name
             if _shown_before(f.attrs.get("default"), entry.name, f):
                 f.attrs["default"] = entry.name
 
@@ -678,16 +746,45 @@ class ScanWriter:
             "points_written": [self.targets[n].points for n in names] or [0],
             "points_published": [(self.published or {}).get(n, -1) for n in names] or [0],
         }
+        layout = None
+        ends: dict[str, tuple[Any, dict[str, Any]]] = {}  # the layout's end times
+        if self.plan.h5map is not None:
+            try:  # the final layout (end time, end positions...)
+                layout = h5map.for_file(info.get("h5maps"), str(self.filename))
+            except ValueError as e:
+                self._problem(f"final h5map not materialised: {e}")
+            try:
+                if layout is not None:
+                    h5map.materialise(f, layout)
+                    for entry in self.plan.entries.values():  # "finished" for readers:
+                        end = f[entry.name].get("end_time")  # written last, below
+                        if isinstance(end, h5py.Dataset):
+                            ends[entry.name] = (end[()], dict(end.attrs))
+                            del f[entry.name]["end_time"]
+                self._write_mapped_children(f)
+            except (ValueError, TypeError, OSError, KeyError) as e:
+                self._problem(f"final h5map not materialised: {type(e).__name__}: {e}")
         for entry in self.plan.entries.values():
             group = f[entry.name]
             instrument = group["instrument"]
             self._write_plots(f, entry)
             if entry.grid is not None:
                 self._grid_axes(f, entry)
+            for spec in self.plan.plots(entry):
+                if spec.name in self.plan.h5map_names.get(entry.name, ()):
+                    continue  # the layout's own item
+                plot = group.get(spec.name)
+                if isinstance(plot, h5py.Group):
+                    fit_plot(plot)
+            # with the producer's layout (h5maps), only this writer's status and plots
+            esrf = self.plan.h5map is None
             positioners = info.get("positioners")
-            if isinstance(positioners, Mapping):
-                metadata.write_positioners(instrument, positioners)
-            for cat in info.get("scan_meta_categories") or ():
+            if esrf and isinstance(positioners, Mapping):
+                try:  # a path the producer declared may hold a snapshot's name
+                    metadata.write_positioners(instrument, positioners)
+                except (ValueError, TypeError) as e:
+                    self._warn(f"positioner snapshots not written: {e}")
+            for cat in (info.get("scan_meta_categories") or ()) if esrf else ():
                 tree = info.get(cat)
                 if isinstance(tree, Mapping) and tree:
                     if nexus_name(str(cat)) == "instrument":
@@ -696,7 +793,8 @@ class ScanWriter:
                         metadata.write_category(group, cat, tree)
                     except Exception as e:  # noqa: BLE001 - metadata must not lose the data
                         self._problem(f"metadata category {cat!r} not written: {e}")
-            metadata.write_comments(group, info.get("comments") or ())
+            if esrf:
+                metadata.write_comments(group, info.get("comments") or ())
             if self.children and entry is next(iter(self.plan.entries.values())):
                 subscans = require_group(group, "subscans", "NXcollection")
                 for number, _ in self.children:
@@ -713,7 +811,30 @@ class ScanWriter:
             if self.warnings:
                 extra["warnings"] = list(self.warnings)
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
-            write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+            if entry.name in ends:
+                value, attrs = ends[entry.name]
+                write_field(group, "end_time", decode_text(value), **attrs)
+            elif self.plan.h5map is None or "end_time" not in group:
+                write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+
+    def _write_mapped_children(self, f: h5py.File) -> None:
+        """A sequence's children stream placed by the layout: one JSON event per child
+        (``{"key", "scan_number"}``, as published), in order."""
+        assert self.plan is not None
+        for name in self._ref_nodes:
+            mapped = self.plan.h5map_streams.get(name)
+            if mapped is None:
+                continue
+            path, attrs = mapped
+            parent, _, field_name = path.rpartition("/")
+            events = [json.dumps({"key": key, "scan_number": number})
+                      for number, key in self.children]
+            dset = write_field(f.require_group("/" + parent), field_name, events or [""])
+            if not events:
+                del f["/" + parent][field_name]
+                dset = f["/" + parent].create_dataset(field_name, shape=(0,),
+                                                      dtype=h5py.string_dtype())
+            dset.attrs.update(attrs)
 
     @staticmethod
     def _apart_from_channels(tree: Mapping[str, Any], entry: EntryPlan) -> dict[str, Any]:
@@ -763,7 +884,7 @@ class ScanWriter:
         grid = entry.grid
         fast_data = f[fast.path]
         slow_data = f[slow.path]
-        if self.options.keepshape:
+        if fast_data.ndim == 2 and slow_data.ndim == 2:  # keepshape: stored as the grid
             fast_values, slow_values = fast_data[0, :], slow_data[:, 0]
         else:
             fast_values = fast_data[:grid.fast]

@@ -18,6 +18,10 @@ from ..data import DataStore, EventType, SavingReporter, WriterPresence
 from ..data.lease import LEASE_TTL, LeaseHolder, SessionLease
 from ..data.saving import FINAL_STATES
 from ..data.status import publish_status
+from ..data.store import DEFAULT_URL
+from ..data.walk import connection_lost
+from ..errors import NexusWriterError
+from .blissdata_source import BlissdataScanSource, detect_protocol, record_key
 from .filewriter import FileWriterPool
 from .options import WriterOptions
 from .scan import ScanWriter
@@ -43,6 +47,8 @@ class SessionWriter:
     ``options`` are :class:`WriterOptions` fields (``keepshape=True``...).
     ``from_next=True`` writes only scans announced after the start; by default the
     retained scans that no writer saved are written too.
+    ``protocol``: ``"native"`` (this project's), ``"blissdata"`` (BLISS 2.x) or
+    ``"auto"`` (what the server speaks, see :func:`detect_protocol`).
     ``start()`` returns at once; ``stop()`` lets scans in progress finish.
 
     One writer only takes a session at a time (a lease in Redis, see
@@ -53,11 +59,20 @@ class SessionWriter:
 
     def __init__(self, session: str, redis_url: str | None = None, from_next: bool = False,
                  on_change: Callable[[ScanWriter], None] | None = None,
-                 status_period: float = 1.0, standby: bool = False,
+                 status_period: float = 1.0, protocol: str = "auto", standby: bool = False,
                  lease_ttl: float = LEASE_TTL, **options: Any):
         self.session = session
         self.options = WriterOptions(**options)
-        self.store = DataStore(redis_url)
+        url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_URL
+        # before the native store, which sets its own protocol key on connect
+        self.protocol = detect_protocol(url, protocol)
+        self.bliss_store: Any = None
+        if self.protocol == "blissdata":
+            from blissdata.redis_engine.store import DataStore as BlissDataStore
+
+            self.bliss_store = BlissDataStore(url)
+        # this writer's own keys (heartbeat, status, saving records) in both protocols
+        self.store = DataStore(url)
         self.from_next = from_next
         self.on_change = on_change
         self.status_period = status_period
@@ -75,6 +90,8 @@ class SessionWriter:
         self.lease = SessionLease(self.store, session, lease_ttl, on_lost=self._lease_lost)
         #: The writer that took the session over while this one wrote it, if any.
         self.lease_lost_to: LeaseHolder | None = None
+        #: Address of this writer's web page when one serves it (set by nexus_writer.web).
+        self.web_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -125,6 +142,8 @@ class SessionWriter:
         if not self._stand_by():
             return
         self.presence.start()
+        if self.bliss_store is not None:
+            return self._listen_blissdata()
         iterator = self.store.get_session_node(self.session).iterator
         since = None
         attempt = 0
@@ -153,24 +172,90 @@ class SessionWriter:
                 logger.exception("session %s: listener failed", self.session)
                 raise
 
+    def _listen_blissdata(self) -> None:
+        """BLISS 2.x: first the session's retained scans that no writer finished
+        (unless ``from_next``), then each new scan, from blissdata's scan history."""
+        from blissdata.exceptions import NoScanAvailable
+
+        bliss = self.bliss_store
+        since: str | None = None
+        attempt = 0
+        while not self._stop_listening.is_set():
+            try:
+                with connection_lost(f"session {self.session!r}"):
+                    if since is None:
+                        if self.from_next:
+                            since = bliss.get_last_scan_timetag()
+                        else:  # the timetag of the search: no scan missed after it
+                            since, keys = bliss.search_existing_scans(session=self.session)
+                            for key in sorted(keys):  # ULIDs: creation order
+                                self._new_bliss_scan(key)
+                    self._ready.set()
+                    while not self._stop_listening.is_set():
+                        try:
+                            timetag, key = bliss.get_next_scan(since=since, timeout=0.2)
+                        except NoScanAvailable:
+                            continue
+                        attempt = 0
+                        self._new_bliss_scan(key)
+                        since = timetag
+                return
+            except ConnectionError as e:
+                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                logger.warning("session %s: %s; reconnecting in %.1f s", self.session,
+                               _without(str(e), f"session {self.session!r}: "), delay)
+                self._stop_listening.wait(delay)
+            except Exception:  # noqa: BLE001
+                logger.exception("session %s: listener failed", self.session)
+                raise
+
+    def _new_bliss_scan(self, key: str) -> None:
+        """A scan announced by blissdata (any session's): written if it is ours."""
+        from blissdata.exceptions import ScanNotFoundError, ScanValidationError
+
+        try:
+            scan = self.bliss_store.load_scan(key)
+        except (ScanNotFoundError, ScanValidationError) as e:
+            logger.warning("session %s: scan %s not readable: %s", self.session, key, e)
+            return
+        if scan.session != self.session:
+            return
+        label = f"scan {scan.number} of session {self.session!r}"
+        try:
+            self._take(key, label, SavingReporter(self.store, record_key(key)),
+                       lambda: BlissdataScanSource(self.bliss_store, key, self.store,
+                                                  stop=self._abort_scans))
+        except ConnectionError:
+            raise  # the listener reconnects and takes the scan again
+        except (ScanNotFoundError, NexusWriterError) as e:  # gone meanwhile: the next one
+            logger.warning("%s: not written: %s", label, e)
+
     def _new_scan(self, scan: Any) -> None:
+        self._take(scan.key, scan.label, SavingReporter(scan.store, scan.key),
+                   lambda: RedisScanSource(scan))
+
+    def _take(self, key: str, label: str, reporter: SavingReporter,
+              make_source: Callable[[], Any]) -> None:
+        """Write scan ``key`` unless it is being written or was saved already."""
         with self._lock:
-            if scan.key in self.writers:
+            if key in self.writers:
                 return
-            saved = SavingReporter(scan.store, scan.key).last_state()
+            saved = reporter.last_state()
             if saved in FINAL_STATES:
-                logger.debug("%s: saved already (%s)", scan.label, saved)
+                logger.debug("%s: saved already (%s)", label, saved)
                 return
-            writer = ScanWriter(RedisScanSource(scan), self.pool, self.options,
+            writer = ScanWriter(make_source(), self.pool, self.options,
                                 stop=self._abort_scans, on_change=self.on_change)
-            self.writers[scan.key] = writer
-        logger.info("%s: new scan", scan.label)
+            self.writers[key] = writer
+        logger.info("%s: new scan", label)
         writer.start()
 
     def status(self) -> dict[str, Any]:
         """This writer's status document (also published in Redis)."""
         return {"pid": os.getpid(), "host": socket.gethostname(), "url": self.store.url,
-                "active": len(self.active()),
+                "protocol": self.protocol,
+                "active": len(self.active()), "web": self.web_url,
                 "lease": "held" if self.lease.held else
                          ("lost" if self.lease.lost.is_set() else "standby"),
                 "scans": [w.stats() for w in self.scans()[-STATUS_SCANS:]]}
@@ -239,7 +324,14 @@ class SessionWriter:
                 pass
             self.presence.stop()
         self.lease.release()
+        self.close_stores()
+
+    def close_stores(self) -> None:
+        """Close the Redis connections (what :meth:`stop` ends with; alone, for a writer
+        never started)."""
         self.store.close()
+        if self.bliss_store is not None:
+            self.bliss_store._redis.close()
 
     def summary(self) -> dict[str, int]:
         """Number of scans per final state."""
