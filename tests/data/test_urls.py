@@ -131,3 +131,16 @@ def test_modules_of_the_blissdata_server_found(bliss_server):
         check_modules(client, bliss_server.url)  # no error: RedisJSON and RediSearch loaded
     finally:
         client.close()
+
+
+def test_protocol_detection_masks_the_url_and_names_the_problem(secured):
+    """The writer asks the server which protocol it speaks first: a wrong password is
+    named as such there too, without the password."""
+    from nexus_writer.writer.blissdata_source import detect_protocol
+
+    wrong = url_of(secured, ":not-the-password")
+    with pytest.raises(ConnectionError) as exc:
+        detect_protocol(wrong, "auto")
+    assert "wrong password or ACL user" in str(exc.value)
+    assert "not-the-password" not in str(exc.value)
+    assert detect_protocol(url_of(secured, f":{PASSWORD}"), "auto") == "native"

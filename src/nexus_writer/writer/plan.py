@@ -223,7 +223,8 @@ class ScanPlan:
         if key not in entry.groups:
             name = unique_name(nexus_name(base), entry.group_names)
             entry.groups[key] = (name, nx_class)
-            if name != nexus_name(base):  # taken by the layout or another channel
+            if name != nexus_name(base) and fixed is None:
+                # taken by the layout or another channel (a declared path is as given)
                 entry.renamed[name] = str(key[1])
         group = entry.groups[key][0]
         main_taken = any(c.group == group and c.subgroup is None for c in entry.channels)
