@@ -57,6 +57,7 @@ from blissdata.streams.hdf5_fallback import Hdf5BackedStream
 
 from nexus_writer.data.saving import FINAL_STATES, reports
 from nexus_writer.data.server import BlissdataServer
+from nexus_writer.writer.blissdata_source import record_key
 
 SESSION = "bench_session"
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,11 +285,12 @@ class Ours(Writer):
             for key in keys:
                 if key in out:
                     continue
-                for r_id, fields in client.xrange(f"{key}:saving"):
+                for r_id, fields in client.xrange(f"{record_key(key)}:saving"):
                     if fields.get(b"state", b"").decode() in FINAL_STATES:
                         out[key] = int(r_id.split(b"-")[0]) / 1000.0
             time.sleep(0.01)
-        states = {k: [r.state for r in reports(self._store, k)][-1:] for k in keys[:3]}
+        states = {k: [r.state for r in reports(self._store, record_key(k))][-1:]
+                  for k in keys[:3]}
         if len(out) < len(keys):
             print(f"  ours: {len(keys) - len(out)} scans without a final state; e.g. {states}")
         return out

@@ -8,6 +8,7 @@ import urllib.parse
 
 import h5py
 import numpy as np
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -20,13 +21,22 @@ def _console_errors(browser) -> list[dict]:
 
 
 def _text(browser, css: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The element's text; "" when absent or replaced by the page between the lookup
+    and the read (live updates re-render rows: the caller's wait asks again)."""
+    try:
+        found = browser.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def _attr(browser, css: str, name: str) -> str | None:
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return found[0].get_attribute(name) if found else None
+    """The element's attribute; None when absent or re-rendered meanwhile (see _text)."""
+    try:
+        found = browser.find_elements(By.CSS_SELECTOR, css)
+        return found[0].get_attribute(name) if found else None
+    except StaleElementReferenceException:
+        return None
 
 
 def test_page_loads_without_console_errors(web_factory, sim_session, browser):

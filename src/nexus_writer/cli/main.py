@@ -206,6 +206,8 @@ def run_validate(args: argparse.Namespace) -> int:
             for m in report.messages:
                 print(f"    {m}")
         bad += not report.ok
+        if not os.path.isfile(path):  # named by the report above
+            continue
         for app in validate_applications(path):  # entries declaring a definition
             print(f"  {app.summary()}")
             if args.verbose or not app.ok:

@@ -149,6 +149,8 @@ def validate_file(path: str | Path) -> ValidationReport:
     from nexusformat.nexus import validate
 
     path = str(path)
+    if not os.path.isfile(path):
+        return ValidationReport(path, 0, 1, [f'File "{path}" does not exist'])
     links = _external_entries(path)
     if links is not None:
         return _validate_master(path, links)
