@@ -45,6 +45,31 @@ def redis_server():
         yield server
 
 
+#: Secrets of the ``secured_redis`` server (tests assert they never show).
+REDIS_PASSWORD = "Pw-7f1c9e-secret"
+ACL_USER, ACL_PASSWORD = "beamline_writer", "acl-pw-42ab"
+
+
+@pytest.fixture(scope="session")
+def secured_redis():
+    """A real redis-server with a password (``--requirepass``) and an ACL user, for the
+    tests of secrets; flushed per test by ``secured_url``."""
+    args = ("--requirepass", REDIS_PASSWORD,
+            "--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all")
+    with RedisServer(extra_args=args) as server:
+        yield server
+
+
+@pytest.fixture
+def secured_url(secured_redis) -> str:
+    """URL of ``secured_redis`` with its password (``redis://:PW@host:port``), flushed."""
+    url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{secured_redis.port}"
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+    return url
+
+
 @pytest.fixture
 def redis_url(redis_server) -> str:
     """URL of the test server, flushed before each test."""

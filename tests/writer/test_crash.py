@@ -329,6 +329,140 @@ def test_redis_killed_and_restarted_mid_scan(tmp_path, data_dir, caplog):
         server.stop()
 
 
+def _empty_restart_scan(server: RedisServer, filename: str):
+    """A SessionWriter whose Redis calls fail at once (no client-side retry), a producer,
+    and a scan of two float channels started on ``server``."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from nexus_writer.writer import SessionWriter
+
+    from .helpers import manual_scan_info
+
+    writer = SessionWriter(SESSION, server.url, flush_period=0.1, inactivity_timeout=60)
+    writer.store.redis.set_retry(Retry(NoBackoff(), 0))
+    writer.start()
+    producer = DataStore(server.url)
+    channels = {"timer:elapsed_time": {"device": "timer", "dim": 0, "unit": "s"},
+                "ctrl:diode": {"device": "diode", "dim": 0, "unit": ""}}
+    pub = producer.create_scan(SESSION, manual_scan_info(SESSION, 1, filename, channels))
+    pubs = {n: pub.create_channel(n, "f8", device=c["device"]) for n, c in channels.items()}
+    pub.start()
+    assert pub.writer_ready(timeout=10).state == "READY"
+    values = {n: np.random.default_rng(k).random(1200) + k for k, n in enumerate(channels)}
+
+    def send(first: int, n: int) -> None:
+        for name, p in pubs.items():
+            _retried(p.send, values[name][first:first + n])
+
+    send(0, 20)
+    sw = _wait_for(lambda: next(iter(writer.scans()), None), 10, "the scan writer")
+    _wait_for(lambda: all(sw.received.get(n) == 20 for n in channels), 20,
+              "the first 20 points received")
+    return writer, producer, pub, sw, values, send
+
+
+@pytest.mark.timeout(90)
+def test_redis_restarted_empty_mid_scan(tmp_path, data_dir, caplog):
+    """redis-server without persistence is killed while the writer waits for points and
+    comes back empty, 0.5 s later: the scan's node definitions are gone.  The producer
+    retries its sends; the writer goes on following the channels it knew and writes
+    every point republished: the file is whole, SUCCEEDED."""
+    from nexus_writer.data import protocol as P
+
+    server = RedisServer(port=free_port(), dir=str(tmp_path / "redis")).start()
+    writer = producer = None
+    filename = str(data_dir / "redis_empty.h5")
+    try:
+        writer, producer, pub, sw, values, send = _empty_restart_scan(server, filename)
+        server.restart(kill=True, downtime=0.5)  # no persistence: comes back empty
+        assert not producer.redis.exists(P.scan_events_key(pub.key))  # definitions gone
+        for i in range(20, 1200, 10):
+            send(i, 10)
+        _retried(pub.end)
+        saved = _retried(pub.wait_saved, 30)
+        assert saved.state == "SUCCEEDED", saved
+        [sw] = wait_written(writer, [pub])
+        with h5py.File(filename, "r", locking=False) as f:
+            for name, expected in values.items():
+                data = f[f"1.1/measurement/{name.split(':')[1]}"][()]
+                np.testing.assert_array_equal(data, expected, err_msg=name)
+        assert validate_file(filename).ok
+        log = "\n".join(r.getMessage() for r in caplog.records)
+        assert "its events are gone from Redis (restarted without persistence?); " \
+               "following the 2 node(s) known" in log
+    finally:
+        if writer is not None:
+            writer.stop(timeout=10)
+        if producer is not None:
+            producer.close()
+        server.stop()
+
+
+@pytest.mark.timeout(90)
+def test_redis_restarted_empty_loses_unread_points(tmp_path, data_dir):
+    """The same with points published before the restart that the writer had not read
+    (its file thread held, it stops reading once its queue is full): those are lost
+    with Redis, and the writer says exactly which ones, in the file and to the
+    producer; the points republished after the restart are all written."""
+    from .helpers import decode
+
+    server = RedisServer(port=free_port(), dir=str(tmp_path / "redis")).start()
+    writer = producer = None
+    gate = threading.Event()
+    filename = str(data_dir / "redis_empty_lost.h5")
+    restart_at = 1000
+    try:
+        writer, producer, pub, sw, values, send = _empty_restart_scan(server, filename)
+        assert sw._fw is not None
+        sw._fw.submit(lambda f: gate.wait(60))
+        for i in range(20, restart_at):
+            send(i, 1)
+        server.restart(kill=True)
+        gate.set()
+        for i in range(restart_at, 1200, 10):
+            send(i, 10)
+        _retried(pub.end)
+        saved = _retried(pub.wait_saved, 30)
+        [sw] = wait_written(writer, [pub])
+        assert saved.state == "FAILED", saved
+        with h5py.File(filename, "r", locking=False) as f:
+            entry = f["1.1"]
+            assert decode(entry["writer/status"][()]) == "FAILED"
+            assert decode(entry["writer/reason"][()]) == sw.saving.reason == saved.reason
+            assert "end_time" in entry
+            for name, expected in values.items():
+                data = entry[f"measurement/{name.split(':')[1]}"][()]
+                assert data.shape == (1200,), name
+                # read before the restart, lost with it, republished after it
+                lost = int(np.argmax(np.isnan(data)))
+                assert 20 <= lost < restart_at, (name, lost)
+                np.testing.assert_array_equal(data[:lost], expected[:lost], err_msg=name)
+                assert np.isnan(data[lost:restart_at]).all(), name
+                np.testing.assert_array_equal(data[restart_at:], expected[restart_at:],
+                                              err_msg=name)
+                # and the status says exactly that
+                assert f"{name!r}: points {lost}..{restart_at - 1} are missing" in saved.reason
+        assert validate_file(filename).ok
+    finally:
+        gate.set()
+        if writer is not None:
+            writer.stop(timeout=10)
+        if producer is not None:
+            producer.close()
+        server.stop()
+
+
+def _wait_for(predicate, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
+
+
 def pub_nodes(store: DataStore, key: str) -> list:
     return store.get_scan_node(key).nodes()
 

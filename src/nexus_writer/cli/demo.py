@@ -20,7 +20,7 @@ from ..nexus.validate import validate_file
 from ..sim import SimSession, run_some_scans
 from ..writer import ScanState, SessionWriter
 from .live import LiveView
-from .main import _web, start_web, writer_options
+from .main import _web, redis_url, start_web, writer_options
 
 
 def _points(path: str, entries: list[str]) -> int:
@@ -39,13 +39,15 @@ def _points(path: str, entries: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = os.path.abspath(args.base_path)
+    base = os.path.abspath(args.base_path or "demo_data")  # where data goes (and the
+    # writer's base for relative names)
     with contextlib.ExitStack() as stack:
-        url = args.redis
+        url = redis_url(args) if args.redis else None  # with --redis-password-file
         if url is None:
             url = stack.enter_context(RedisServer()).url
             print(f"embedded redis-server at {url}", file=sys.stderr)
-        writer = SessionWriter(args.session, url, **writer_options(args)).start()
+        options = dict(writer_options(args), base_path=base)
+        writer = SessionWriter(args.session, url, **options).start()
         web = start_web(args, lambda **kw: _web().for_session_writer(
             writer, **dict(kw, roots=kw["roots"] or [base])))
         if web is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -17,8 +18,7 @@ logger = logging.getLogger("nexus_writer.cli")
 
 def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     """The session writer's options (the seed-era flags plus live-writing ones)."""
-    parser.add_argument("--redis", metavar="URL",
-                        help="Redis URL (default: $REDIS_URL, else redis://localhost:6379)")
+    add_redis_arguments(parser)
     g = parser.add_argument_group("saving")
     g.add_argument("--keepshape", action="store_true", help="store mesh scans as a grid")
     g.add_argument("--multivalue_positioners", action="store_true",
@@ -38,6 +38,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                    default="bitshuffle", help="filter for detector data (default bitshuffle)")
     g.add_argument("--inactivity-timeout", dest="inactivity_timeout", type=float, default=300.0,
                    metavar="S", help="fail a scan that sends nothing for S s (0: never)")
+    g.add_argument("--base-path", dest="base_path", metavar="DIR",
+                   help="resolve a relative scan_info filename against DIR (default: such "
+                   "names are refused)")
     g.add_argument("--no-master-files", dest="master_files", action="store_false",
                    help="no ESRF collection/proposal master files (by default written for "
                    "scans with proposal, collection and dataset in their scan_info)")
@@ -47,6 +50,9 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--only-new", dest="only_new", action="store_true",
                    help="write only scans started from now on (by default the scans "
                    "retained in Redis that no writer saved are written too)")
+    parser.add_argument("--stop-timeout", dest="stop_timeout", type=float, default=30.0,
+                        metavar="S", help="on Ctrl-C or SIGTERM, scans in progress get S s "
+                        "to finish before they are ended FAILED (default 30)")
     parser.add_argument("--standby", action="store_true",
                         help="when another writer serves the session, wait and take over "
                         "when it stops (hot standby) instead of refusing to start")
@@ -54,6 +60,29 @@ def add_writer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no live table, log lines only")
     add_http_arguments(parser)
     logs.add_arguments(parser)
+
+
+def add_redis_arguments(parser: argparse.ArgumentParser, help_url: str | None = None) -> None:
+    """``--redis URL`` and ``--redis-password-file FILE``."""
+    parser.add_argument("--redis", metavar="URL", help=help_url or (
+        "Redis URL, redis://[user[:password]@]host:port (default: $REDIS_URL, else "
+        "redis://localhost:6379); a password here is visible in ps: prefer REDIS_URL or "
+        "--redis-password-file"))
+    parser.add_argument("--redis-password-file", dest="redis_password_file", metavar="FILE",
+                        help="read the Redis password from FILE (its first line); the user, "
+                        "if any, comes from the URL")
+
+
+def redis_url(args: argparse.Namespace) -> str:
+    """The Redis URL of ``--redis`` / ``$REDIS_URL`` with ``--redis-password-file``;
+    warns when the command line itself holds a secret."""
+    from ..data.urls import has_credentials, redact_url, resolve_url
+
+    if has_credentials(getattr(args, "redis", None)):
+        logger.warning("the Redis URL on the command line holds credentials, visible to "
+                       "every local user (ps); use REDIS_URL or --redis-password-file "
+                       "(given: %s)", redact_url(args.redis))
+    return resolve_url(getattr(args, "redis", None), getattr(args, "redis_password_file", None))
 
 
 def add_http_arguments(parser: argparse.ArgumentParser, what: str = "the writer's") -> None:
@@ -89,15 +118,29 @@ def start_web(args: argparse.Namespace, make: Any) -> Any:
 def writer_options(args: argparse.Namespace) -> dict:
     from ..writer import WriterOptions
 
-    return {name: getattr(args, name) for name in WriterOptions.names() if hasattr(args, name)}
+    options = {name: getattr(args, name) for name in WriterOptions.names()
+               if getattr(args, name, None) is not None}
+    if options.get("base_path"):
+        options["base_path"] = os.path.abspath(options["base_path"])
+    return options
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as a Ctrl-C (systemd, supervisors and container runtimes stop with it)."""
+    raise KeyboardInterrupt
 
 
 def run_session_writer(args: argparse.Namespace) -> int:
-    """Write the scans of ``args.session`` until Ctrl-C (twice to abort scans in progress)."""
+    """Write the scans of ``args.session`` until Ctrl-C or SIGTERM.
+
+    The first one stops taking scans and lets those in progress finish for at most
+    ``--stop-timeout`` seconds; a second one, or that deadline, ends them at once
+    (recorded FAILED with what was received).  Every state is recorded before exit.
+    """
     from ..writer import SessionWriter
     from .live import LiveView
 
-    writer = SessionWriter(args.session, args.redis, from_next=args.only_new,
+    writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
                            protocol=args.protocol, standby=args.standby,
                            **writer_options(args))
     # the page first: a port taken stops here, before the writer takes any scan; and
@@ -113,9 +156,9 @@ def run_session_writer(args: argparse.Namespace) -> int:
         if web is not None:
             web.stop()
         raise
+    signal.signal(signal.SIGTERM, _interrupt)  # from here on, as the first Ctrl-C
     print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
-          f"({writer.protocol}); Ctrl-C to stop",
-          file=sys.stderr)
+          f"({writer.protocol}); Ctrl-C or SIGTERM to stop", file=sys.stderr)
     with LiveView(writer, enabled=args.live):
         try:
             while not writer.lease.lost.wait(0.5):
@@ -124,16 +167,26 @@ def run_session_writer(args: argparse.Namespace) -> int:
                   f"({writer.lease_lost_to}); stopping", file=sys.stderr)
         except KeyboardInterrupt:
             pass
-        try:  # a second Ctrl-C, wherever it lands, aborts the scans in progress
+        try:  # a second Ctrl-C / SIGTERM, wherever it lands, aborts the scans in progress
             writer.stop_listening()
             active = writer.active()
             if active:
-                print(f"finishing {len(active)} scan(s) in progress; Ctrl-C again to abort "
-                      "them", file=sys.stderr)
+                print(f"finishing {len(active)} scan(s) in progress (at most "
+                      f"{args.stop_timeout:g} s, --stop-timeout); Ctrl-C or SIGTERM again to "
+                      "abort them", file=sys.stderr)
+            deadline = time.monotonic() + args.stop_timeout
             while writer.active():
-                time.sleep(0.2)
+                if time.monotonic() >= deadline:
+                    print(f"scan(s) still in progress after {args.stop_timeout:g} s "
+                          "(--stop-timeout): aborting them", file=sys.stderr)
+                    writer.abort()
+                    break
+                time.sleep(0.1)
         except KeyboardInterrupt:
             writer.abort()
+        # from here on the final states are recorded: further signals wait for it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         writer.stop(timeout=30)
     if web is not None:
         web.stop()
@@ -173,8 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated session + writer on an embedded Redis",
                           description="Run the seed's demanding scans in a simulated session "
                           "and write them live; ends with a summary and the NeXus check.")
-    demo.add_argument("--base-path", default="demo_data", help="where data goes (default "
-                      "./demo_data)")
     demo.add_argument("--time-scale", type=float, default=0.1,
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")

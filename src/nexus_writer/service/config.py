@@ -25,6 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..data.urls import redact_url
 from ..writer import WriterOptions
 from ..writer.blissdata_source import PROTOCOLS
 
@@ -158,5 +159,8 @@ def save(config: ServiceConfig, path: str | Path) -> None:
     """Write ``config`` to ``path`` atomically (a running service never reads half a file)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dump(config))
+    text = dump(config)
+    tmp.write_text(text)
+    if redact_url(text) != text:  # a Redis password: for the owner's eyes only
+        tmp.chmod(0o600)
     tmp.replace(path)

@@ -30,6 +30,7 @@ import redis
 
 from ..data import DataStore, SavingReporter
 from ..data import protocol as P
+from ..data.urls import describe_error, redact_url
 from ..data.walk import connection_lost
 from ..errors import NexusWriterError, ProtocolVersionError
 from ..nexus.camera import FrameRef
@@ -72,15 +73,16 @@ def _modules(client: redis.Redis) -> set[str]:
 
 
 def _check_blissdata(client: redis.Redis, url: str, found: bytes | None) -> None:
+    shown = redact_url(url)  # never the password
     missing = [label for name, label in REQUIRED_MODULES.items()
                if name not in _modules(client)]
     if missing:
         raise UnsupportedServerError(
-            f"Redis at {url} lacks the {' and '.join(missing)} module(s) that blissdata "
+            f"Redis at {shown} lacks the {' and '.join(missing)} module(s) that blissdata "
             f"(BLISS 2.x) needs: {_HOW_TO_SERVE}")
     if found is None:
         raise UnsupportedServerError(
-            f"Redis at {url} has no blissdata protocol key {BLISSDATA_PROTOCOL_KEY!r}: the "
+            f"Redis at {shown} has no blissdata protocol key {BLISSDATA_PROTOCOL_KEY!r}: the "
             "database was not prepared by blissdata; start BLISS (or call blissdata's "
             "DataStore(url, init_db=True)) on it first")
     try:
@@ -89,7 +91,7 @@ def _check_blissdata(client: redis.Redis, url: str, found: bytes | None) -> None
         version = None
     if version not in BLISSDATA_PROTOCOLS:
         raise ProtocolVersionError(
-            f"Redis at {url} holds blissdata protocol version "
+            f"Redis at {shown} holds blissdata protocol version "
             f"{found.decode(errors='replace')!r} (key {BLISSDATA_PROTOCOL_KEY}); this writer "
             f"reads version(s) {', '.join(map(str, BLISSDATA_PROTOCOLS))}: use a nexus-writer "
             "that knows it, or a BLISS/blissdata matching this one (blissdata 2.x)")
@@ -107,6 +109,7 @@ def detect_protocol(url: str, protocol: str = "auto") -> str:
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+    shown = redact_url(url)  # never the password
     if protocol == "native":
         return "native"
     client = redis.Redis.from_url(url)
@@ -119,15 +122,14 @@ def detect_protocol(url: str, protocol: str = "auto") -> str:
             return "native"
         if set(REQUIRED_MODULES) <= _modules(client):
             raise UnsupportedServerError(
-                f"Redis at {url} has the RedisJSON/RediSearch modules but neither protocol "
+                f"Redis at {shown} has the RedisJSON/RediSearch modules but neither protocol "
                 f"key ({BLISSDATA_PROTOCOL_KEY} of blissdata, {P.VERSION_KEY} of nexus-writer):"
                 " start the acquisition (BLISS) first, or say which protocol to follow "
                 "(--protocol blissdata|native)")
         return "native"
     except (redis.ConnectionError, redis.TimeoutError) as e:
-        raise ConnectionError(
-            f"cannot reach Redis at {url}: {e}. Start the server or pass another URL "
-            "(--redis URL or the REDIS_URL environment variable).") from e
+        # which problem (unreachable, password, ACL user) and its fix, secrets masked
+        raise ConnectionError(describe_error(e, url)) from e
     finally:
         client.close()
 

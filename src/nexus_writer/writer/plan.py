@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from ..nexus import h5map
 from ..nexus.datasets import Grid
 from ..nexus.groups import entry_name, nexus_name, unique_name
+from ..nexus.metadata import instrument_names
 from ..nexus.plots import PlotSpec
 from .options import WriterOptions
 from .source import NodeInfo
@@ -59,6 +60,8 @@ class EntryPlan:
     # (kind, device or channel) -> (group name, NX_class)
     groups: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     group_names: set[str] = field(default_factory=set)
+    #: Channel groups not named after their channel or device: name -> that name.
+    renamed: dict[str, str] = field(default_factory=dict)
     measurement_names: set[str] = field(default_factory=set)
     grid: Grid | None = None
     npoints: int = 0
@@ -89,6 +92,8 @@ class ScanPlan:
         grid = None
         if int(info.get("data_dim") or 1) == 2 and info.get("npoints1") and info.get("npoints2"):
             grid = Grid(slow=int(info["npoints2"]), fast=int(info["npoints1"]))
+        #: Names of NXinstrument that are the layout's (positioner snapshots, metadata).
+        self.reserved = instrument_names(info.get("instrument"))
         self.entries: dict[str, EntryPlan] = {}
         for k, tm in enumerate(top_masters, 1):
             plan = EntryPlan(entry_name(scan_nb, k), tm)
@@ -98,6 +103,8 @@ class ScanPlan:
                 plan.masters.update(str(c) for c in master.get(key) or ())
             plan.npoints = int(sub.get("npoints") or npoints)
             plan.grid = grid if k == 1 else None
+            # channel groups never take a name of the layout (renamed name_2...)
+            plan.group_names.update(self.reserved)
             self.entries[tm] = plan
         self._chain = chain
         self.plotselect = _plotselect(info)
@@ -214,7 +221,11 @@ class ScanPlan:
                     # NXdetector data is NX_NUMBER: a flag (shutter open...) is no detector
                     nx_class = "NXcollection"
         if key not in entry.groups:
-            entry.groups[key] = (unique_name(nexus_name(base), entry.group_names), nx_class)
+            name = unique_name(nexus_name(base), entry.group_names)
+            entry.groups[key] = (name, nx_class)
+            if name != nexus_name(base) and fixed is None:
+                # taken by the layout or another channel (a declared path is as given)
+                entry.renamed[name] = str(key[1])
         group = entry.groups[key][0]
         main_taken = any(c.group == group and c.subgroup is None for c in entry.channels)
         spectra_group = kind == "detector" and key[1] != node.name and len(node.shape) == 0

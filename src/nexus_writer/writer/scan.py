@@ -22,7 +22,8 @@ from ..errors import NexusWriterError
 from ..nexus import appdef, h5map, metadata
 from ..nexus.camera import CameraDataset
 from ..nexus.datasets import ChannelDataset, JsonDataset, fill_value
-from ..nexus.groups import nx_class_of, now_iso, require_group, soft_link, write_field
+from ..nexus.groups import (nexus_name, now_iso, nx_class_of, require_group, soft_link,
+                             unique_name, write_field)
 from ..nexus.plots import fit_plot, set_grid_axes, write_plot
 from ..nexus.validate import defined_fields
 from . import masterfiles
@@ -166,7 +167,9 @@ class ScanWriter:
                 try:
                     self._finalize()
                 except Exception:  # noqa: BLE001
-                    logger.exception("%s: could not record the failure in the file", self.label)
+                    logger.exception("%s: could not record the failure in the file the "
+                                     "normal way; recording the bare status", self.label)
+                    self._record_final_status()
         finally:
             if self._fw is not None:
                 if self._on_flush in self._fw.flush_listeners:
@@ -278,7 +281,10 @@ class ScanWriter:
         filename = info.get("filename")
         if not filename:
             raise SavingError(f"{self.label}: scan_info has no 'filename'; nothing to write to")
-        self.filename = str(filename)
+        try:  # absolute in every report, status and file field
+            self.filename = self.options.resolve(str(filename))
+        except ValueError as e:
+            raise SavingError(f"{self.label}: {e}") from e
         self._check_destination(self.filename)
         try:
             self.plan = ScanPlan(self.source.number, info, self.options)
@@ -527,6 +533,12 @@ class ScanWriter:
             except Exception as e:  # noqa: BLE001 - this channel is flagged, others go on
                 target.fail(e)
                 return
+            original = entry.renamed.get(chan.group)
+            main = f.get(chan.path)
+            if original is not None and isinstance(main, h5py.Dataset):
+                # the name the group would have had (NeXus defines no group attribute
+                # for it; a field's attributes are free)
+                main.attrs["original_name"] = original
             mapped = self.plan is not None and chan.node.name in self.plan.h5map_streams
             if mapped and isinstance(target.writer, ChannelDataset):
                 dset = target.writer.dset
@@ -673,6 +685,40 @@ class ScanWriter:
                    f"({self.saving.reason})" if self.saving.reason else
                    f"-> {self.filename}::{','.join(self.entries)}")
 
+    def _record_final_status(self) -> None:
+        """Last resort when finalizing failed: ``writer/status`` FAILED with the reason,
+        then ``end_time``, in every entry, each step on its own, so that the file never
+        stays RUNNING while Redis says FAILED."""
+        assert self.plan is not None
+        if self._fw is None:
+            return
+        reason = self.saving.reason or "finalizing failed"
+
+        def record(f: h5py.File) -> None:
+            assert self.plan is not None
+            for entry in self.plan.entries.values():
+                group = f.get(entry.name)
+                if not isinstance(group, h5py.Group):
+                    continue
+                try:
+                    metadata.write_writer_status(group, ScanState.FAILED.name, reason)
+                except Exception as e:  # noqa: BLE001 - end_time must still be written
+                    logger.error("%s: %s: writer status not recorded: %s", self.label,
+                                 entry.name, e)
+                try:
+                    if "end_time" not in group:
+                        write_field(group, "end_time", now_iso())
+                except Exception as e:  # noqa: BLE001
+                    logger.error("%s: %s: end_time not recorded: %s", self.label,
+                                 entry.name, e)
+
+        try:
+            self._fw.call(record)
+            self._fw.flush()
+        except Exception as e:  # noqa: BLE001 - the file cannot be written at all
+            logger.error("%s: final status not recorded in %s: %s", self.label,
+                         self.filename, e)
+
     @staticmethod
     def _sync(f: h5py.File) -> None:
         return None
@@ -744,10 +790,15 @@ class ScanWriter:
             esrf = self.plan.h5map is None
             positioners = info.get("positioners")
             if esrf and isinstance(positioners, Mapping):
-                metadata.write_positioners(instrument, positioners)
+                try:  # a path the producer declared may hold a snapshot's name
+                    metadata.write_positioners(instrument, positioners)
+                except (ValueError, TypeError) as e:
+                    self._warn(f"positioner snapshots not written: {e}")
             for cat in (info.get("scan_meta_categories") or ()) if esrf else ():
                 tree = info.get(cat)
                 if isinstance(tree, Mapping) and tree:
+                    if nexus_name(str(cat)) == "instrument":
+                        tree = self._apart_from_channels(tree, entry)
                     try:
                         metadata.write_category(group, cat, tree)
                     except Exception as e:  # noqa: BLE001 - metadata must not lose the data
@@ -794,6 +845,26 @@ class ScanWriter:
                 dset = f["/" + parent].create_dataset(field_name, shape=(0,),
                                                       dtype=h5py.string_dtype())
             dset.attrs.update(attrs)
+
+    @staticmethod
+    def _apart_from_channels(tree: Mapping[str, Any], entry: EntryPlan) -> dict[str, Any]:
+        """The ``instrument`` metadata category with the keys that name a channel group
+        (metadata completed after the start) renamed ``key_2``...: metadata never
+        merges into a channel's group."""
+        channels = {name for name, _ in entry.groups.values()}
+        taken = set(entry.group_names)
+        renamed: dict[str, str] = {}
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            name, at, attr = str(key).partition("@")
+            if name and nexus_name(name) in channels:
+                if name not in renamed:
+                    renamed[name] = unique_name(nexus_name(name), taken)
+                    logger.debug("instrument metadata %r written as %r (a channel's name)",
+                                 name, renamed[name])
+                key = renamed[name] + at + attr
+            out[key] = value
+        return out
 
     def _write_application(self, group: h5py.Group) -> None:
         """The application definition of the scan's technique, if it names one, in
