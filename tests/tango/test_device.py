@@ -329,22 +329,19 @@ def test_scan_followed_by_another_writer_is_relayed(blisswriter, writer_factory,
     assert writer_present(store, "test_session") is not None
 
 
-# the listener thread dying of the malformed scan is the failure under test
+# the listener thread dying is the failure under test
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_listener_failure_is_a_fault_until_init(blisswriter, sim_session, raw):
-    """Following the session, the listener dies on a scan whose identity is malformed
-    (number 'abc'): the device goes FAULT and says so; SaveScan of that scan is refused
-    with the reason; once the bad scan is gone, Init: ON, following again."""
+    """Following the session, the listener dies (the session's stream replaced by a
+    string: Redis answers WRONGTYPE, which no retry mends): the device goes FAULT and
+    says so; once the key is mended, Init: ON, following again."""
     device = blisswriter(session="test_session", follow_session=True)
-    bad = "nxw:scan:test_session:1:malformed"
-    raw.hset(bad, mapping={"number": "abc", "session": "test_session", "name": "x",
-                           "type": "scan", "info": "{}"})
-    raw.xadd("nxw:session:test_session", {"event": "NEW_NODE", "scan": bad})
+    raw.delete("nxw:session:test_session")
+    raw.set("nxw:session:test_session", "not a stream")
     wait_for("the device FAULT", lambda: device.state() == DevState.FAULT)
     assert "listener of session 'test_session' stopped" in device.status()
     assert "Init" in device.status()
-    assert device.SaveScan(bad) is False
-    raw.delete(bad)
+    raw.delete("nxw:session:test_session")
     device.Init()
     assert device.state() == DevState.ON
     scan = sim_session.loopscan(3, 0.01, "diode")
