@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 import h5py
 
 from ..errors import NexusWriterError
-from ..nexus.groups import open_file
+from ..nexus.groups import later_entry, open_file
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,13 @@ def add_links(master: str, dataset_file: str, entries: Iterable[str],
                 if f.get(name, getlink=True) is None:
                     f[name] = h5py.ExternalLink(relative, f"/{entry}")
                     added.append(name)
-            if added:  # the scan that started last is shown
+            current = f.attrs.get("default")
+            if isinstance(current, bytes):
+                current = current.decode()
+            # link names end with the entry name (collection_dataset_12.1)
+            if added and later_entry(added[0].rpartition("_")[2],
+                                     str(current or "").rpartition("_")[2]):
+                # the latest scan is shown (writers start scans in any order)
                 f.attrs["default"] = added[0]
             f.flush()
     return added

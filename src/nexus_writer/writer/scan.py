@@ -22,7 +22,7 @@ from ..errors import NexusWriterError
 from ..nexus import appdef, h5map, metadata
 from ..nexus.camera import CameraDataset
 from ..nexus.datasets import ChannelDataset, JsonDataset, fill_value
-from ..nexus.groups import (nexus_name, now_iso, nx_class_of, require_group, soft_link,
+from ..nexus.groups import (later_entry, nexus_name, now_iso, nx_class_of, require_group, soft_link,
                              unique_name, write_field)
 from ..nexus.plots import fit_plot, set_grid_axes, write_plot
 from ..nexus.validate import defined_fields
@@ -53,29 +53,6 @@ class EntryExistsError(NexusWriterError, FileExistsError):
 def decode_text(value: Any) -> Any:
     """A value read back from HDF5 as written again (bytes -> str)."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _entry_order(name: str) -> tuple[int, int] | None:
-    """``"12.2"`` -> ``(12, -2)``: later scans first, then the first top master."""
-    number, _, index = name.partition(".")
-    try:
-        return int(number), -int(index)
-    except ValueError:
-        return None
-
-
-def _shown_before(current: Any, candidate: str, f: h5py.File) -> bool:
-    """Whether the root ``@default`` should move from ``current`` to entry ``candidate``.
-
-    Scans of one file are written in parallel and finish in any order: the file
-    shows the latest scan, not the last one whose plots happened to be written.
-    """
-    if isinstance(current, bytes):
-        current = current.decode()
-    if not current or current not in f:
-        return True
-    old, new = _entry_order(str(current)), _entry_order(candidate)
-    return old is None or new is None or new >= old
 
 
 class ScanWriter:
@@ -644,7 +621,10 @@ class ScanWriter:
         self._plots_written[entry.name] = shown
         if ready and ready[0].name in group:
             group.attrs["default"] = ready[0].name
-            if _shown_before(f.attrs.get("default"), entry.name, f):
+            current = f.attrs.get("default")
+            if isinstance(current, bytes):
+                current = current.decode()
+            if not current or current not in f or later_entry(entry.name, current):
                 f.attrs["default"] = entry.name
 
     def _channel_failed(self, name: str, exc: BaseException) -> None:
