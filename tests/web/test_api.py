@@ -200,7 +200,7 @@ def test_secrets_are_masked():
                                    "channels": {}}]}}}}
     masked = mask(doc)
     assert "s3cret" not in json.dumps(masked) and "user" not in json.dumps(masked)
-    assert masked["sessions"]["s"]["process"]["redis"] == "redis://***@host:6379/0"  # no user either
+    assert masked["sessions"]["s"]["process"]["redis"] == "redis://***@host:6379/0"
     assert "s3cret" not in json.dumps(snapshot(doc))
 
 
