@@ -119,15 +119,26 @@ def _dataset(group: h5py.Group, name: str, item: Any) -> None:
     dset.attrs.update(decode_attrs(item.attributes))
 
 
-def materialise(f: h5py.File, root: Any, replace: bool = True) -> None:
+def materialise(f: h5py.File, root: Any, replace: bool = True,
+                previous: Any | None = None) -> None:
     """Write every item of the layout ``root`` into ``f`` except the stream datasets
     (the scan writer writes those).  Static datasets and links are (re)written when
-    ``replace``, else only created where absent; attributes are always set."""
+    ``replace``, else only created where absent; attributes are always set.
+
+    ``previous``: the layout materialised before (at PREPARED); its datasets and
+    links that the final layout keeps unchanged, and that are in the file, are not
+    written again (group attributes always are: the writer may have set others).
+    """
     from blissdata.h5map import ExternalLink, Group, SoftLink
 
+    before = dict(items(previous)) if previous is not None else {}
     for path, item in items(root):
         if stream_of(item) is not None:
             continue
+        old = before.get(path)
+        if (old is not None and not isinstance(item, Group) and old == item
+                and f.get(path, getlink=True) is not None):
+            continue  # a dataset or link unchanged since it was written
         parent_path, _, name = path.rpartition("/")
         if isinstance(item, Group):
             group = f[path] if path in f else f.require_group(path)

@@ -745,7 +745,7 @@ class ScanWriter:
                 self._problem(f"final h5map not materialised: {e}")
             try:
                 if layout is not None:
-                    h5map.materialise(f, layout)
+                    h5map.materialise(f, layout, previous=self.plan.h5map)
                     for entry in self.plan.entries.values():  # "finished" for readers:
                         end = f[entry.name].get("end_time")  # written last, below
                         if isinstance(end, h5py.Dataset):
