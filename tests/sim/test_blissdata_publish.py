@@ -278,12 +278,33 @@ def test_unsaved_scan_has_no_fallback(bliss_session, published):
     expected = load_fixture("loopscan_save_false")
     assert bscan.path is None and bscan.info["filename"] is None
     assert bscan.info["save"] is False and bscan.info["name"] == f"_{scan.scan_number}_loopscan"
+    assert bscan.info["data_writer"] == s.scan_saving.writer  # as BLISS: the configured one
     assert set(bscan.info) - SIM_EXTRA_KEYS == set(expected["info"])
     want = {s_["name"]: (s_["plugin"], s_["info"], s_["encoding"]) for s_ in expected["streams"]}
     got = {n: (st.plugin, dict(st.info), dict(st.event_stream.encoding))
            for n, st in bscan.streams.items()}
     assert got == want
     check_diode(read_all(bscan), scan.scan_number, "diode", 3)
+
+
+def test_writer_null_as_bliss(bliss_session, published):
+    """``scan_saving.writer = "null"``: identity path None, info save true, no file,
+    plain streams (as BLISS with ``SCAN_SAVING.writer = "null"``)."""
+    reader, seen = published
+    s = bliss_session
+    s.scan_saving.writer = "null"
+    scan = s.loopscan(3, 0.01, "diode")
+    bscan = reader.load_scan(scan.key)
+    expected = load_fixture("loopscan_writer_null")
+    assert bscan.path is None
+    for key in ("save", "filename", "data_writer"):
+        assert bscan.info[key] == expected["info"][key], key
+    assert bscan.info["name"] == f"{scan.scan_number}_loopscan"
+    assert set(bscan.info) - SIM_EXTRA_KEYS == set(expected["info"])
+    want = {s_["name"]: (s_["plugin"], s_["info"], s_["encoding"]) for s_ in expected["streams"]}
+    got = {n: (st.plugin, dict(st.info), dict(st.event_stream.encoding))
+           for n, st in bscan.streams.items()}
+    assert got == want
 
 
 def test_sequence_as_bliss(bliss_session, published):

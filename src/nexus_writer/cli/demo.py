@@ -1,8 +1,9 @@
 """``nexus-writer demo``: a simulated session and the writer side by side.
 
-Starts an embedded redis-server when no ``--redis`` is given, writes the seed's
-demanding scans live, and ends with a summary: files, entries, points and the
-NeXus check of every file.
+Starts an embedded server when no ``--redis`` is given (redis-server for the
+native protocol; valkey-server with RedisJSON and RediSearch, prepared for
+blissdata, with ``--protocol blissdata``), writes the seed's demanding scans live,
+and ends with a summary: files, entries, points and the NeXus check of every file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import time
 
 import h5py
 
-from ..data.server import RedisServer
+from ..data.server import BlissdataServer, RedisServer
 from ..nexus.validate import validate_file
 from ..sim import SimSession, run_some_scans
+from ..sim.publishers import prepare_blissdata
 from ..writer import ScanState, SessionWriter
 from .live import LiveView
 from .main import writer_options
@@ -40,16 +42,25 @@ def _points(path: str, entries: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     base = os.path.abspath(args.base_path)
+    protocol = getattr(args, "protocol", "native")
+    options = writer_options(args)
+    if protocol != "native":
+        options["protocol"] = protocol
     with contextlib.ExitStack() as stack:
         url = args.redis
         if url is None:
-            url = stack.enter_context(RedisServer()).url
-            print(f"embedded redis-server at {url}", file=sys.stderr)
-        writer = SessionWriter(args.session, url, **writer_options(args)).start()
+            if protocol == "blissdata":
+                url = stack.enter_context(BlissdataServer()).url
+                prepare_blissdata(url)
+                print(f"embedded valkey-server (blissdata) at {url}", file=sys.stderr)
+            else:
+                url = stack.enter_context(RedisServer()).url
+                print(f"embedded redis-server at {url}", file=sys.stderr)
+        writer = SessionWriter(args.session, url, **options).start()
         started = time.monotonic()
         with LiveView(writer, enabled=args.live):
             with SimSession(args.session, redis_url=url, base_path=base,
-                            time_scale=args.time_scale) as session:
+                            time_scale=args.time_scale, protocol=protocol) as session:
                 scans = run_some_scans(session, extra=True)
             writer.wait_idle(timeout=120)
         writer.stop(timeout=30)

@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--time-scale", type=float, default=0.1,
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")
+    demo.add_argument("--protocol", choices=("native", "blissdata"), default="native",
+                      help="what the simulated session publishes: this project's protocol "
+                      "(native, default; embedded redis-server) or BLISS 2.x's (blissdata; "
+                      "embedded valkey-server with RedisJSON and RediSearch)")
     add_writer_arguments(demo)
     demo.set_defaults(func=lambda a: __import__("nexus_writer.cli.demo", fromlist=["run"]).run(a))
 

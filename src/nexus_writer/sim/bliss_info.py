@@ -241,7 +241,7 @@ def bliss_layout(scan: "Scan") -> BlissLayout:
     if saving.data_policy == "ESRF":
         identity.update(proposal=saving.proposal, collection=saving.collection,
                         dataset=saving.dataset)
-    if saving.writer == "null":
+    if saving.writer == "null":  # BLISS: a path of None, info save true, no file
         identity["path"] = None
     elif scan.save:
         identity["path"] = scan.filename
@@ -257,7 +257,7 @@ def bliss_layout(scan: "Scan") -> BlissLayout:
         info.update(title=native["title"], is_scan_sequence=True)
     else:
         first = scan.masters[0]
-        info.update(type=scan.type, save=scan.save, npoints=scan.npoints,
+        info.update(type=scan.type, save=scan.save_requested, npoints=scan.npoints,
                     count_time=first.count_time, title=native["title"])
         if scan.data_dim == 2:
             info["data_dim"] = 2
@@ -269,14 +269,14 @@ def bliss_layout(scan: "Scan") -> BlissLayout:
     if not sequence and scan.type != "ct":
         info["plots"] = _plots(scan)
     info.update(session_name=s.name, user_name=s.user_name,
-                data_writer=saving.writer if scan.save else "null",
+                data_writer=saving.writer,
                 writer_options={"chunk_options": {}, "separate_scan_files": None},
                 data_policy=saving.data_policy, publisher="nexus_writer.sim",
                 publisher_version=s.publisher_version)
     if sequence:
-        info["save"] = scan.save
+        info["save"] = scan.save_requested
     info.update(devices=builder.devices, acquisition_chain=builder.chain, scan_nb=nb,
-                name=f"{nb}_{scan.type}" if scan.save else f"_{nb}_{scan.type}",
+                name=f"{nb}_{scan.type}" if scan.save_requested else f"_{nb}_{scan.type}",
                 filename=scan.filename if scan.save else None,
                 images_path=str(Path(scan.images_path) / "{img_acq_device}_"),
                 start_time=native["start_time"])

@@ -116,6 +116,14 @@ class BlissdataPublisher:
         """Nothing to do: blissdata's DataStore closes its connections when collected."""
 
 
+def prepare_blissdata(url: str) -> None:
+    """Prepare an empty Redis for blissdata (its search indexes and protocol key), as
+    BLISS's Beacon does; blissdata refuses a Redis that is not empty."""
+    from blissdata.redis_engine.store import DataStore as BlissDataStore
+
+    BlissDataStore(url, init_db=True)
+
+
 def _percent_template(template: str) -> str:
     """The simulated camera's ``str.format`` file template (``{file_index:04d}``) as
     the ``%`` template blissdata's Lima plugin expects (``%04d``)."""

@@ -65,6 +65,7 @@ class Scan:
         self.scan_number = session._next_scan_number()
         self.seed = self.scan_number
         saving = session.scan_saving
+        self.save_requested = bool(save)  # BLISS's info["save"] (writer "null" aside)
         self.save = bool(save) and saving.writer != "null"
         self.filename = saving.filename
         self.images_path = saving.images_path(self.scan_number)
