@@ -24,7 +24,7 @@ from blissdata.redis_engine.scan import Scan as BlissScan
 from blissdata.redis_engine.store import DataStore
 from blissdata.streams import CursorGroup
 
-from nexus_writer.sim import PointContext, device_rng
+from nexus_writer.sim import ChannelSpec, PointContext, device_rng
 from nexus_writer.sim.scans import ScanState
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "bliss-2.4"
@@ -308,32 +308,48 @@ def test_writer_null_as_bliss(bliss_session, published):
 
 
 def test_sequence_as_bliss(bliss_session, published):
+    """The recorded ``ScanSequence(runner, channels=[seq_step, seq_matrix])``: emit,
+    loopscan, emit, ascan."""
     reader, seen = published
     s = bliss_session
     expected = load_fixture("sequence")
-    with s.sequence(title="sequence_of_scans") as seq:
+    recorded = {x["name"]: x for x in expected["streams"]}
+    channels = [ChannelSpec("seq_step", "seq_step", "float64", ()),
+                ChannelSpec("seq_matrix", "seq_matrix", "float32", (2, 3))]
+    with s.sequence(title="sequence_of_scans", channels=channels) as seq:
+        seq.emit("seq_step", recorded["seq_step"]["data"][:1])
+        seq.emit("seq_matrix", recorded["seq_matrix"]["data"][:1])
         seq.add_and_run(s.loopscan(3, 0.01, "diode", run=False))
+        seq.emit("seq_step", recorded["seq_step"]["data"][1:])
+        seq.emit("seq_matrix", recorded["seq_matrix"]["data"][1:])
         seq.add_and_run(s.ascan("roby", 0, 1, 3, 0.01, "diode", run=False))
-    parent = reader.load_scan(seq.key)
-    assert [st for st, _ in seen[seq.key]] == [x["state"] for x in expected["states"]]
-    for state, info in seen[seq.key]:
-        assert set(info) - SIM_EXTRA_KEYS == set(info_at(expected, state)), state
-    assert parent.info["is_scan_sequence"] is True
-    # The SUBSCANS stream as BLISS's (the recorded sequence also has two custom
-    # channels of its own, which this sequence does not publish).
-    want = next(x for x in expected["streams"] if x["name"] == "SUBSCANS")
+    parent = compare_scan(expected, reader, seen, seq.key, s.scan_saving.filename)
+    assert parent.info["is_scan_sequence"] is True and parent.info["title"] == "sequence_of_scans"
     sub = parent.streams["SUBSCANS"]
-    assert (sub.kind, sub.plugin, dict(sub.event_stream.encoding), dict(sub.info)) == \
-        (want["kind"], want["plugin"], want["encoding"], want["info"])
-    events = sub.event_stream[:]
-    assert events == [{"key": c.key, "scan_number": c.scan_number} for c in seq.children]
-    children = [c.key for c in sub[:]]
-    assert children == [c.key for c in seq.children]
-    for child, recorded in zip(seq.children, expected["children"], strict=True):
-        bchild = compare_scan(recorded, reader, seen, child.key, s.scan_saving.filename)
+    assert sub.event_stream[:] == [{"key": c.key, "scan_number": c.scan_number}
+                                   for c in seq.children]
+    assert [c.key for c in sub[:]] == [c.key for c in seq.children]
+    data = read_all(parent)
+    assert data["seq_step"].dtype == np.float64
+    assert np.array_equal(data["seq_step"], recorded["seq_step"]["data"])
+    assert data["seq_matrix"].dtype == np.float32
+    assert np.array_equal(data["seq_matrix"], recorded["seq_matrix"]["data"])
+    for child, rec in zip(seq.children, expected["children"], strict=True):
+        bchild = compare_scan(rec, reader, seen, child.key, s.scan_saving.filename)
         assert bchild.info["group"] == seq.key
-        check_diode(read_all(bchild), child.scan_number, "diode",
-                    len(recorded["streams"][0]["data"]))
+        check_diode(read_all(bchild), child.scan_number, "diode", len(rec["streams"][0]["data"]))
+
+
+def test_sequence_emit_errors(bliss_session):
+    s = bliss_session
+    seq = s.sequence(channels=[ChannelSpec("seq_step", "seq_step", "float64", ())])
+    with pytest.raises(RuntimeError, match="emit.. while not running"):
+        seq.emit("seq_step", [1.0])
+    with seq:
+        with pytest.raises(KeyError, match="no channel 'nope'; it has seq_step"):
+            seq.emit("nope", [1.0])
+        with pytest.raises(ValueError, match=r"batch of points of shape \(\)"):
+            seq.emit("seq_step", 1.0)
 
 
 def test_aborted_timescan_as_bliss(bliss_session, published):

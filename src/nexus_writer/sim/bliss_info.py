@@ -203,15 +203,32 @@ class _ChainBuilder:
             "devices": [master_key] + ([timer_key] if tm.motors else []) + counter_keys,
         }
 
-    def add_grouping_master(self) -> None:
-        """A sequence's ``GroupingMaster`` and its ``SUBSCANS`` channel."""
+    def add_grouping_master(self, specs: list[Any]) -> None:
+        """A sequence's ``GroupingMaster``, its ``SUBSCANS`` channel and the sequence's
+        own channels ``specs`` (device ``channels``), as BLISS's ScanSequence."""
         key = _key(self.scan, "GroupingMaster")
         self.devices[key] = {"name": "GroupingMaster", "channels": ["SUBSCANS"]}
         self.channels["SUBSCANS"] = {"group": "subscans", "device": key,
                                      "display_name": "SUBSCANS", "dim": 0}
+        devices = [key]
+        if specs:
+            ch_key = _key(specs, "channels")
+            devices.append(ch_key)
+            self.devices[key]["triggered_devices"] = [ch_key]
+            self.devices[ch_key] = {"name": "channels", "channels": [s.name for s in specs]}
+            for spec in specs:
+                info: dict[str, Any] = {"device": ch_key, "display_name": spec.display_name,
+                                        "dim": spec.dim}
+                if spec.unit:
+                    info["unit"] = spec.unit
+                self.channels[spec.name] = info
+                self._path(spec.name, spec.display_name, "data")
         self.chain["GroupingMaster"] = {
             "master": {"scalars": ["SUBSCANS"], "spectra": [], "images": []},
-            "scalars": [], "spectra": [], "images": [], "top_master": key, "devices": [key]}
+            "scalars": [s.name for s in specs if s.dim == 0],
+            "spectra": [s.name for s in specs if s.dim == 1],
+            "images": [s.name for s in specs if s.dim >= 2],
+            "top_master": key, "devices": devices}
 
 
 def _plots(scan: "Scan") -> list[dict[str, Any]]:
@@ -248,7 +265,7 @@ def bliss_layout(scan: "Scan") -> BlissLayout:
 
     builder = _ChainBuilder(scan)
     if sequence:
-        builder.add_grouping_master()
+        builder.add_grouping_master(list(getattr(scan, "channel_specs", ())))
     for k, tm in enumerate(scan.masters):
         builder.add(k, tm)
 

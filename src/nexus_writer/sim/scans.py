@@ -223,9 +223,13 @@ class Scan:
                       for k, tm in enumerate(self.masters)]
         for run in self._runs:
             run.prepare(pub)
+        self._prepare_channels(pub)
         pub.start()
         logger.info("session %s: scan %d started: %s", s.name, self.scan_number,
                     self.scan_info["title"])
+
+    def _prepare_channels(self, pub: "ScanHandle") -> None:
+        """Channels of the scan's own, beside its top masters' (none here)."""
 
     def _run_masters(self) -> None:
         if len(self._runs) == 1:
