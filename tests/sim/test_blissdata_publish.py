@@ -99,15 +99,18 @@ def chain_by_name(info: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def devices_by_name(info: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+def devices_by_name(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The device entries with ids replaced by names, channels sorted, in a stable
+    order (several devices may have the same name: one controller per diode)."""
+    out = []
     for entry in info["devices"].values():
         e = copy.deepcopy(entry)
         if "triggered_devices" in e:
             e["triggered_devices"] = sorted(info["devices"][d]["name"]
                                             for d in e["triggered_devices"])
-        out[e["name"]] = e
-    return out
+        e["channels"] = sorted(e["channels"])
+        out.append(e)
+    return sorted(out, key=lambda e: (e["name"], e["channels"]))
 
 
 def compare_scan(expected: dict[str, Any], reader: DataStore, seen: dict, key: str,
@@ -127,8 +130,8 @@ def compare_scan(expected: dict[str, Any], reader: DataStore, seen: dict, key: s
         # devices gain their metadata before PREPARED, then stay frozen until CLOSED
         want_dev = devices_by_name(info_at(expected, state))
         got_dev = devices_by_name(info)
-        assert {n: set(e) for n, e in got_dev.items()} == \
-            {n: set(e) for n, e in want_dev.items()}, state
+        assert [(e["name"], e["channels"], set(e)) for e in got_dev] == \
+            [(e["name"], e["channels"], set(e)) for e in want_dev], state
     final = scan.info
     want_final = expected["info"]
     assert final["end_reason"] == want_final["end_reason"]
@@ -139,12 +142,7 @@ def compare_scan(expected: dict[str, Any], reader: DataStore, seen: dict, key: s
     assert final["filename"] == filename and scan.path == filename
     assert (scan.proposal, scan.collection, scan.dataset) == ("testproposal", "sample", "0001")
     # Devices (by name), channels, chain.
-    want_devices = devices_by_name(want_final)
-    got_devices = devices_by_name(final)
-    assert set(got_devices) == set(want_devices)
-    for name, entry in want_devices.items():
-        assert sorted(got_devices[name]["channels"]) == sorted(entry["channels"]), name
-        assert got_devices[name].get("triggered_devices") == entry.get("triggered_devices")
+    assert devices_by_name(final) == devices_by_name(want_final)
     assert set(final["channels"]) == set(want_final["channels"])
     for name, ch in want_final["channels"].items():
         got = final["channels"][name]
@@ -441,3 +439,43 @@ def test_unprepared_redis_refused(redis_url, data_dir):
 
     with pytest.raises(RuntimeError, match="not a blissdata Redis.*init_db=True"):
         SimSession(redis_url=redis_url, base_path=data_dir, protocol="blissdata")
+
+
+@pytest.mark.parametrize("fixture, command", [
+    ("dscan", lambda s: s.dscan("roby", -0.5, 0.5, 5, 0.01, "diode")),
+    ("a2scan", lambda s: s.a2scan("roby", 0, 1, "robz", 0, 2, 5, 0.01, "diode", "diode2")),
+    ("d2scan", lambda s: s.d2scan("roby", -0.5, 0.5, "robz", -1, 1, 4, 0.01, "diode")),
+])
+def test_motor_scans_as_bliss(bliss_session, published, fixture, command):
+    """The recorded relative and two-motor scans (roby at 1, robz at 2 before them)."""
+    reader, seen = published
+    s = bliss_session
+    s.config.get("roby").move(1.0)
+    s.config.get("robz").move(2.0)
+    scan = command(s)
+    expected = load_fixture(fixture)
+    bscan = compare_scan(expected, reader, seen, scan.key, s.scan_saving.filename)
+    data = read_all(bscan)
+    for motor in ("axis:roby", "axis:robz"):
+        if motor in expected["info"]["channels"]:
+            want = next(x["data"] for x in expected["streams"] if x["name"] == motor)
+            assert np.allclose(data[motor], want, rtol=0, atol=1e-12), motor
+    check_diode(data, scan.scan_number, "diode", len(data["timer:epoch"]))
+
+
+def test_unsaved_ct_as_bliss(bliss_session, published):
+    """``ct`` publishes no metadata categories, no plots (BLISS's ct is bare)."""
+    reader, seen = published
+    s = bliss_session
+    scan = s.ct(0.01, "diode", "diode2", save=False)
+    expected = load_fixture("ct")
+    bscan = reader.load_scan(scan.key)
+    assert [st for st, _ in seen[scan.key]] == [x["state"] for x in expected["states"]]
+    for state, info in seen[scan.key]:
+        assert set(info) == set(info_at(expected, state)), state
+    assert bscan.path is None and bscan.info["name"] == f"_{scan.scan_number}_ct"
+    want = {x["name"]: (x["plugin"], x["info"], x["encoding"]) for x in expected["streams"]}
+    got = {n: (st.plugin, dict(st.info), dict(st.event_stream.encoding))
+           for n, st in bscan.streams.items()}
+    assert got == want
+    assert chain_by_name(bscan.info) == chain_by_name(expected["info"])

@@ -59,7 +59,7 @@ def _key(obj: Any, name: str) -> str:
 
 
 def _device_name(dev: Any) -> str:
-    """The controller a counter's channels are grouped under (BLISS's device)."""
+    """The name of a counter's device in scan_info (its controller's)."""
     if isinstance(dev, (SimMca, SimCamera)):
         return dev.name
     return dev.controller
@@ -138,19 +138,18 @@ class _ChainBuilder:
     def add(self, k: int, tm: "TopMaster") -> None:
         timer_key = _key(tm, tm.timer_name)
         timer_specs = tm.timer_channels()
+        # One device per counter object, named by its controller (as BLISS: each
+        # simulated diode has a controller of its own, all of the same name).
         counter_keys: list[str] = []
-        groups: dict[str, list[Any]] = {}
         for dev in tm.counters:
-            groups.setdefault(_device_name(dev), []).append(dev)
-        for name, devs in groups.items():
-            key = _key(devs[0], name)
+            key = _key(dev, _device_name(dev))
             counter_keys.append(key)
-            entry: dict[str, Any] = {"name": name}
-            if isinstance(devs[0], SimMca):
+            entry: dict[str, Any] = {"name": _device_name(dev)}
+            if isinstance(dev, SimMca):
                 entry["type"] = "mca"
-            entry["channels"] = [spec.name for d in devs for spec in d.channels()]
+            entry["channels"] = [spec.name for spec in dev.channels()]
             self.devices[key] = entry
-            meta = _device_metadata(devs[0])
+            meta = _device_metadata(dev)
             if meta is not None:
                 self.metadata[key] = meta
         master_specs = timer_specs
@@ -181,8 +180,7 @@ class _ChainBuilder:
                                         "dim": 0, "unit": spec.unit}
             self._path(spec.name, prefix + spec.display_name, "data" if tm.motors else "value")
         counter_specs = []
-        for dev in tm.counters:
-            key = _key(groups[_device_name(dev)][0], _device_name(dev))
+        for dev, key in zip(tm.counters, counter_keys, strict=True):
             for spec in dev.channels():
                 counter_specs.append(spec)
                 info = {"device": key, "display_name": spec.display_name, "dim": spec.dim}
