@@ -479,3 +479,25 @@ def test_unsaved_ct_as_bliss(bliss_session, published):
            for n, st in bscan.streams.items()}
     assert got == want
     assert chain_by_name(bscan.info) == chain_by_name(expected["info"])
+
+
+def test_sampling_counters_as_bliss(bliss_session, published):
+    """SAMPLES and STATS sampling counters (BLISS 2.4's names, variable-length samples)."""
+    reader, seen = published
+    s = bliss_session
+    scan = s.loopscan(3, 0.05, "diode_samples", "diode_stats")
+    bscan = compare_scan(load_fixture("loopscan_samples"), reader, seen, scan.key,
+                         s.scan_saving.filename)
+    data = read_all(bscan)
+    prefix = "simulation_diode_sampling_controller:"
+    rng_samples = device_rng(scan.scan_number, 0, "diode_samples")
+    rng_stats = device_rng(scan.scan_number, 0, "diode_stats")
+    for i in range(3):
+        samples = rng_samples.uniform(0.0, 100.0, size=4).round(2)
+        assert np.array_equal(data[prefix + "diode_samples_samples"][i], samples)
+        assert data[prefix + "diode_samples"][i] == samples.mean()
+        stats = rng_stats.uniform(0.0, 100.0, size=4).round(2)
+        assert data[prefix + "diode_stats"][i] == stats.mean()
+        assert data[prefix + "diode_stats_N"][i] == 4.0
+        assert data[prefix + "diode_stats_p2v"][i] == stats.max() - stats.min()
+        assert data[prefix + "diode_stats_var"][i] == stats.var()

@@ -14,6 +14,7 @@ from .devices import (
                       GaussCounter,
                       PointContext,
                       SamplesCounter,
+                      SamplingCounter,
                       SimDiode,
                       SimMca,
                       SoftAxis,
@@ -26,7 +27,7 @@ from .some_scans import run_some_scans
 
 __all__ = [
     "HDF5_DATA_PATH", "PUBLISHER", "Axis", "CameraAcquisition", "ChannelSpec", "Counter",
-    "GaussCounter", "PointContext", "SamplesCounter", "Scan", "ScanSaving", "ScanState",
-    "Sequence", "SimCamera", "SimConfig", "SimDiode", "SimMca", "SimSession", "SoftAxis",
-    "TopMaster", "default_devices", "device_rng", "run_some_scans",
+    "GaussCounter", "PointContext", "SamplesCounter", "SamplingCounter", "Scan", "ScanSaving",
+    "ScanState", "Sequence", "SimCamera", "SimConfig", "SimDiode", "SimMca", "SimSession",
+    "SoftAxis", "TopMaster", "default_devices", "device_rng", "run_some_scans",
 ]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data import deep_update
 from .camera import SimCamera
-from .devices import DIODE_CONTROLLER, Axis, SamplesCounter, SimDiode, SimMca
+from .devices import DIODE_CONTROLLER, Axis, SamplesCounter, SamplingCounter, SimDiode, SimMca
 
 if TYPE_CHECKING:
     from .chain import TopMaster
@@ -73,6 +73,10 @@ def _counter_path(dev: Any, channel: str, display_name: str) -> tuple[str, str]:
         if stat == "spectrum":
             return f"{dev.name}_{det}", "spectrum"
         return f"{dev.name}_{det}", MCA_STAT_NAMES.get(stat, stat)
+    if isinstance(dev, SamplingCounter):
+        if channel == dev.fullname:
+            return dev.name, "signal"
+        return dev.name, channel[len(dev.fullname) + 1:]
     if isinstance(dev, SamplesCounter):
         if channel == dev.fullname:
             return dev.name, "samples"
@@ -101,6 +105,12 @@ def _nexuswriter_devices(devices: list[Any]) -> dict[str, Any]:
                 if spec.name != dev.fullname:
                     entry["data_type"] = "signal"
                 out[spec.name] = entry
+            elif isinstance(dev, SamplingCounter):
+                entry = {"device_info": {"type": "samplingcounter", "mode": dev.mode},
+                         "device_type": "samplingcounter"}
+                if spec.name == dev.fullname:
+                    entry["data_type"] = "signal"
+                out[spec.name] = entry
             elif isinstance(dev, SimDiode):
                 out[spec.name] = {"device_info": {"type": "samplingcounter", "mode": "MEAN"},
                                   "device_type": "samplingcounter", "data_type": "signal"}
@@ -115,7 +125,7 @@ def _device_metadata(dev: Any) -> dict[str, Any] | None:
         return {"type": "mca"}
     if isinstance(dev, SimCamera):
         return {"type": "lima"}
-    if isinstance(dev, (SimDiode, SamplesCounter)):
+    if isinstance(dev, (SimDiode, SamplesCounter, SamplingCounter)):
         return {}
     return None
 

@@ -253,6 +253,51 @@ class SamplesCounter(Counter):
                     max_samples=self.max_samples)
 
 
+class SamplingCounter(Counter):
+    """A sampling counter in BLISS 2.4's SAMPLES or STATS mode, named as BLISS 2.4:
+    ``{name}`` is the mean of ``nb_samples`` samples in [0, 100) (2 decimals); SAMPLES
+    adds the samples (``{name}_samples``, shape ``(-1,)``), STATS their statistics
+    (``{name}_N``, ``_std``, ``_var``, ``_min``, ``_max``, ``_p2v``)."""
+
+    MODES = ("SAMPLES", "STATS")
+    STATS = ("N", "std", "var", "min", "max", "p2v")
+
+    def __init__(self, name: str, mode: str = "SAMPLES", nb_samples: int = 4,
+                 unit: str | None = None):
+        super().__init__(name, DIODE_CONTROLLER, unit)
+        if mode not in self.MODES:
+            raise ValueError(f"{name}: mode must be one of {', '.join(self.MODES)}, not {mode!r}")
+        if int(nb_samples) < 1:
+            raise ValueError(f"{name}: nb_samples must be >= 1, not {nb_samples}")
+        self.mode = mode
+        self.nb_samples = int(nb_samples)
+
+    def channels(self) -> list[ChannelSpec]:
+        out = [ChannelSpec(self.fullname, self.name, "float64", (), self.unit)]
+        if self.mode == "SAMPLES":
+            out.append(ChannelSpec(f"{self.fullname}_samples", f"{self.name}_samples",
+                                   "float64", (-1,), self.unit))
+        else:
+            out += [ChannelSpec(f"{self.fullname}_{stat}", f"{self.name}_{stat}", "float64", (),
+                                "#" if stat == "N" else self.unit) for stat in self.STATS]
+        return out
+
+    def read(self, ctx: PointContext, rng: np.random.Generator) -> dict[str, Any]:
+        samples = rng.uniform(0.0, 100.0, size=self.nb_samples).round(2)
+        out: dict[str, Any] = {self.fullname: float(samples.mean())}
+        if self.mode == "SAMPLES":
+            out[f"{self.fullname}_samples"] = samples
+        else:
+            low, high = float(samples.min()), float(samples.max())
+            stats = {"N": float(len(samples)), "std": float(samples.std()),
+                     "var": float(samples.var()), "min": low, "max": high, "p2v": high - low}
+            out.update({f"{self.fullname}_{k}": v for k, v in stats.items()})
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(super().metadata(), mode=self.mode, nb_samples=self.nb_samples)
+
+
 class SimMca(Counter):
     """An MCA with ``nb_detectors`` elements ``det0``, ``det1``...: a spectrum of
     ``nb_channels`` per element (two Gaussian lines on a flat background, Poisson

@@ -24,7 +24,16 @@ from ..data import DataStore
 from .camera import SimCamera
 from .chain import resolve_devices
 from .commands import ScanCommands
-from .devices import SIM_CONTROLLER, Axis, GaussCounter, SamplesCounter, SimDiode, SimMca, SoftAxis
+from .devices import (
+    SIM_CONTROLLER,
+    Axis,
+    GaussCounter,
+    SamplesCounter,
+    SamplingCounter,
+    SimDiode,
+    SimMca,
+    SoftAxis,
+)
 from .publishers import PROTOCOLS, BlissdataPublisher, NativePublisher, SessionPublisher
 
 
@@ -140,6 +149,7 @@ def default_devices(protocol: str = "native") -> list[Any]:
         SamplesCounter("diode9", min_samples=2, max_samples=9),
         SamplesCounter("sim_var_samples", controller=SIM_CONTROLLER, min_samples=1,
                        max_samples=6, with_mean=False),
+        SamplingCounter("diode_samples", "SAMPLES"), SamplingCounter("diode_stats", "STATS"),
         SimMca.bliss24("simu1") if protocol == "blissdata" else SimMca("simu1"),
         SimCamera("lima_simulator"),
     ]
