@@ -24,7 +24,7 @@ from blissdata.redis_engine.scan import Scan as BlissScan
 from blissdata.redis_engine.store import DataStore
 from blissdata.streams import CursorGroup
 
-from nexus_writer.sim import ChannelSpec, PointContext, device_rng
+from nexus_writer.sim import ChannelSpec, Counter, PointContext, device_rng
 from nexus_writer.sim.scans import ScanState
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "bliss-2.4"
@@ -501,3 +501,29 @@ def test_sampling_counters_as_bliss(bliss_session, published):
         assert data[prefix + "diode_stats_N"][i] == 4.0
         assert data[prefix + "diode_stats_p2v"][i] == stats.max() - stats.min()
         assert data[prefix + "diode_stats_var"][i] == stats.var()
+
+
+class UnpluggedDiode(Counter):
+    """A counter that fails at its third point."""
+
+    def read(self, ctx, rng):
+        if ctx.index == 2:
+            raise OSError("diode unplugged")
+        return {self.fullname: 1.0}
+
+
+def test_failure_as_bliss(bliss_session, published):
+    """A failing device: no STOPPED, CLOSED with end_reason FAILURE, streams sealed
+    with the points before the failure (as BLISS when a scan fails)."""
+    reader, seen = published
+    s = bliss_session
+    scan = s.loopscan(5, 0.01, UnpluggedDiode("broken"), run=False)
+    with pytest.raises(OSError, match="unplugged"):
+        scan.run()
+    assert [st for st, _ in seen[scan.key]] == ["CREATED", "PREPARED", "STARTED", "CLOSED"]
+    bscan = reader.load_scan(scan.key)
+    assert bscan.info["end_reason"] == "FAILURE" and "end_time" in bscan.info
+    assert "positioners_end" in bscan.info["positioners"]
+    assert all(st.is_sealed() for st in bscan.streams.values())
+    assert {name: len(points) for name, points in read_all(bscan).items()} == {
+        "timer:elapsed_time": 2, "timer:epoch": 2, "simulation_counter_controller:broken": 2}
