@@ -3,11 +3,39 @@ directory, and a simulated session."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 
+import nexus_writer
 from nexus_writer.data import DataStore
 from nexus_writer.data.server import BlissdataServer, RedisServer
+
+
+def pytest_configure(config) -> None:
+    """Subprocesses (console scripts, writers, readers) import the nexus_writer under
+    test from any working directory: its root first in PYTHONPATH, every entry made
+    absolute (``PYTHONPATH=src`` would not reach it from a test's tmp_path)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nexus_writer.__file__)))
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+             if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([root] + [p for p in paths if p != root])
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Which variant ran, for tests that have more than one way to set up their case
+    (they record it with ``record_property("variant", ...)``)."""
+    seen: dict[str, str] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "variant":
+                    seen[report.nodeid] = str(value)
+    if seen:
+        terminalreporter.section("test variants")
+        for nodeid, variant in sorted(seen.items()):
+            terminalreporter.line(f"{nodeid}: {variant}")
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +43,31 @@ def redis_server():
     """A real redis-server on a free loopback port, for the whole test run."""
     with RedisServer() as server:
         yield server
+
+
+#: Secrets of the ``secured_redis`` server (tests assert they never show).
+REDIS_PASSWORD = "Pw-7f1c9e-secret"
+ACL_USER, ACL_PASSWORD = "beamline_writer", "acl-pw-42ab"
+
+
+@pytest.fixture(scope="session")
+def secured_redis():
+    """A real redis-server with a password (``--requirepass``) and an ACL user, for the
+    tests of secrets; flushed per test by ``secured_url``."""
+    args = ("--requirepass", REDIS_PASSWORD,
+            "--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all")
+    with RedisServer(extra_args=args) as server:
+        yield server
+
+
+@pytest.fixture
+def secured_url(secured_redis) -> str:
+    """URL of ``secured_redis`` with its password (``redis://:PW@host:port``), flushed."""
+    url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{secured_redis.port}"
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+    return url
 
 
 @pytest.fixture
@@ -43,6 +96,41 @@ def bliss_url(bliss_server) -> str:
     client.close()
     BlissDataStore(bliss_server.url, init_db=True)
     return bliss_server.url
+
+
+@pytest.fixture
+def bliss_store(bliss_url):
+    """blissdata's DataStore on the prepared blissdata server (the producer's side)."""
+    from blissdata.redis_engine.store import DataStore as BlissDataStore
+
+    return BlissDataStore(bliss_url)
+
+
+@pytest.fixture
+def nxw_store(bliss_url):
+    """This project's DataStore on the blissdata server (the writer's own records)."""
+    s = DataStore(bliss_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def bliss_writer(bliss_url):
+    """``make(session="test_session", **options)`` -> a started SessionWriter following
+    the blissdata server, stopped after the test."""
+    from nexus_writer.writer import SessionWriter
+
+    writers = []
+
+    def make(session: str = "test_session", **options):
+        options.setdefault("flush_period", 0.2)
+        writer = SessionWriter(session, bliss_url, **options).start()
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        writer.stop(timeout=10)
 
 
 @pytest.fixture

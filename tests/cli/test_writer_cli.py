@@ -4,18 +4,19 @@ only once the scan in progress is saved."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.writer.helpers import assert_channel
+from tests.waiting import wait_for
+from tests.writer.helpers import assert_channel, manual_scan_info
 
 BIN = os.path.dirname(sys.executable)
 SEED_OPTIONS = ("--keepshape", "--multivalue_positioners", "--enable_external_nonhdf5",
@@ -67,20 +68,13 @@ def test_validate_exit_codes(tmp_path):
     assert "no NeXus base class" in out.stdout  # the finding is printed
     out = _run(exe, "validate", str(good), str(bad))
     assert out.returncode == 1
-    out = _run(exe, "validate", str(tmp_path / "missing.h5"))
-    assert out.returncode != 0
+    missing = tmp_path / "missing.h5"
+    out = _run(exe, "validate", str(missing))
+    assert out.returncode == 1, out.stdout + out.stderr  # a finding, not a crash
+    assert f'File "{missing}" does not exist' in out.stdout, out.stdout
+    assert "Traceback" not in out.stderr, out.stderr
     out = _run(exe, "validate")
     assert out.returncode == 2  # usage error
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _status(path: str, entry: str) -> str | None:
@@ -94,17 +88,17 @@ def _status(path: str, entry: str) -> str | None:
         return None
 
 
-@pytest.fixture
-def writer_process(redis_url, tmp_path):
+@contextlib.contextmanager
+def _writer(redis_url: str, tmp_path, *extra: str):
     """``nexus-writer write test_session`` in its own process (stderr in a file)."""
     log = tmp_path / "writer.log"
     with open(log, "w") as err:
         proc = subprocess.Popen(
             [os.path.join(BIN, "nexus-writer"), "write", "test_session", "--redis", redis_url,
-             "--no-live", "--flush-period", "0.2", "--log", "info"],
+             "--no-live", "--flush-period", "0.2", "--log", "info", *extra],
             stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
     try:
-        _wait_for(lambda: "Ctrl-C to stop" in log.read_text() or proc.poll() is not None, 30,
+        wait_for(lambda: "to stop" in log.read_text() or proc.poll() is not None, 30,
                   "the writer to listen")
         assert proc.poll() is None, log.read_text()
         yield proc, log
@@ -114,18 +108,24 @@ def writer_process(redis_url, tmp_path):
             proc.wait()
 
 
+@pytest.fixture
+def writer_process(redis_url, tmp_path):
+    with _writer(redis_url, tmp_path) as (proc, log):
+        yield proc, log
+
+
 def test_write_command_saves_scans_and_stops_cleanly(writer_process, sim_session, store):
     proc, log = writer_process
     filename = sim_session.scan_saving.filename
     quick = sim_session.loopscan(5, 0.1, "diode")
-    assert _wait_for(lambda: _status(filename, "1.1") == "SUCCEEDED", 30, "scan 1 saved")
+    assert wait_for(lambda: _status(filename, "1.1") == "SUCCEEDED", 30, "scan 1 saved")
     # a scan in progress when Ctrl-C comes is finished, then the writer exits 0
     sim_session.time_scale = 1.0
     slow = sim_session.loopscan(30, 0.05, "diode", run=False)
     thread = threading.Thread(target=slow.run)
     thread.start()
     try:
-        _wait_for(lambda: _status(filename, "2.1") == "RUNNING", 30, "scan 2 running")
+        wait_for(lambda: _status(filename, "2.1") == "RUNNING", 30, "scan 2 running")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()
     finally:
@@ -149,3 +149,71 @@ def test_write_command_unreachable_redis(tmp_path):
                "redis://127.0.0.1:1", "--no-live", timeout=60)
     assert out.returncode == 2
     assert "redis://127.0.0.1:1" in out.stderr
+
+
+CHANNELS = {"timer:elapsed_time": {"device": "timer", "unit": "s"},
+            "ctrl:diode": {"device": "ctrl", "unit": "counts"}}
+
+
+def _scan_in_progress(store, tmp_path, points: int):
+    """A scan published by hand, left open with ``points`` points; (publisher,
+    channel publishers, file name)."""
+    filename = str(tmp_path / "data" / "sigterm.h5")
+    pub = store.create_scan("test_session", manual_scan_info("test_session", 1, filename,
+                                                             CHANNELS))
+    pub.start()
+    chans = [pub.create_channel(name, "float64", (), c["unit"], device=c["device"],
+                                top_master="timer") for name, c in CHANNELS.items()]
+    for i in range(points):
+        for c in chans:
+            c.send(float(i))
+    wait_for(lambda: _status(filename, "1.1") == "RUNNING", 30, "the scan running")
+    return pub, chans, filename
+
+
+def _final(filename: str) -> tuple[str, list[int], bool]:
+    with h5py.File(filename, "r", locking=False) as f:
+        writer = f["1.1/writer"]
+        return (writer["status"].asstr()[()], writer["points_written"][()].tolist(),
+                "end_time" in f["1.1"])
+
+
+def test_sigterm_finishes_the_scans_in_progress(redis_url, tmp_path, store):
+    """SIGTERM is a Ctrl-C: no new scan, the scan in progress is finished (its last
+    points arrive after the signal), every state recorded, exit 0."""
+    with _writer(redis_url, tmp_path, "--stop-timeout", "120") as (proc, log):
+        pub, chans, filename = _scan_in_progress(store, tmp_path, 3)
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "finishing 1 scan(s) in progress" in log.read_text()
+                  or proc.poll() is not None, 30, "the writer to finish its scan")
+        assert proc.poll() is None, log.read_text()
+        for i in range(3, 7):
+            for c in chans:
+                c.send(float(i))
+        pub.end("SUCCESS")
+        assert proc.wait(60) == 0, log.read_text()
+    assert _final(filename) == ("SUCCEEDED", [7, 7], True)
+    assert pub.wait_saved(5).state == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("how", ["deadline", "second SIGTERM"])
+def test_sigterm_deadline_or_second_sigterm_ends_scans(redis_url, tmp_path, store, how):
+    """The --stop-timeout deadline, or a second SIGTERM, ends the scans in progress at
+    once: recorded FAILED (file and Redis) with what was received."""
+    timeout = "0.5" if how == "deadline" else "600"
+    with _writer(redis_url, tmp_path, "--stop-timeout", timeout) as (proc, log):
+        pub, _, filename = _scan_in_progress(store, tmp_path, 4)
+        proc.send_signal(signal.SIGTERM)
+        if how == "second SIGTERM":
+            wait_for(lambda: "finishing 1 scan(s) in progress" in log.read_text(), 30,
+                      "the writer to finish its scan")
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        text = log.read_text()
+    assert code == 1, text  # a scan FAILED: said by the exit code too
+    if how == "deadline":
+        assert "after 0.5 s (--stop-timeout): aborting them" in text
+    status, written, ended = _final(filename)
+    assert (status, written, ended) == ("FAILED", [4, 4], True)
+    report = pub.wait_saved(5)
+    assert report.state == "FAILED" and "stopped" in report.reason, report

@@ -98,20 +98,37 @@ def _break_name(f):
     f["1.1/instrument/diode"].create_dataset("bad-name", data=1.0)
 
 
-BROKEN = {"group_without_nx_class": _break_no_class, "field_without_units": _break_units,
-          "unknown_class": _break_class, "invalid_name": _break_name}
+#: each defect -> (errors, warnings, the object named, what the finding says about it),
+#: from the NeXus standard: a group needs a base class, a number its units (a warning),
+#: names match [a-zA-Z0-9_], and a field unknown to its class is a warning
+BROKEN = {
+    "group_without_nx_class": (_break_no_class, 1, 0, "NXgroup: /1.1/loose",
+                               "This group has no NeXus base class assigned"),
+    "field_without_units": (_break_units, 0, 1, "Field: /1.1/instrument/diode/data",
+                            "Units of NX_ANY not specified"),
+    "unknown_class": (_break_class, 1, 0, "NXdetectorr: /1.1/instrument/diode",
+                      "NXdetectorr is not a valid base class"),
+    "invalid_name": (_break_name, 1, 1, "Field: /1.1/instrument/diode/bad-name",
+                     '"bad-name" is an invalid name'),
+}
 
 
 @pytest.mark.parametrize("breaker", list(BROKEN), ids=list(BROKEN))
 def test_broken_file_detected(tmp_path, breaker):
+    """Each defect found as itself: the right count, the object named, then the finding
+    on it (not just any finding somewhere)."""
+    breaks, errors, warnings, where, finding = BROKEN[breaker]
     path = tmp_path / "broken.h5"
     _good_file(path)
     with h5py.File(path, "a") as f:
-        BROKEN[breaker](f)
+        breaks(f)
     report = validate_file(path)
-    assert report.errors + report.warnings > 0
+    assert (report.errors, report.warnings) == (errors, warnings), report.messages
     assert not report.ok
-    assert report.messages
+    assert where in report.messages, report.messages
+    after = report.messages[report.messages.index(where) + 1:]
+    assert finding in after, report.messages
+    assert report.default_plot == "/1.1/plot0D"  # the rest of the file is still good
 
 
 def _break_default_missing(f):
@@ -140,6 +157,7 @@ def test_broken_default_plot_detected(tmp_path, breaker):
     assert default_plot(path) is None
     report = validate_file(path)
     assert report.default_plot is None and not report.ok
+    assert report.summary().endswith("no valid @default plot"), report.summary()
 
 
 def test_esrf_entry_names_are_allowed_but_other_bad_names_are_not(tmp_path):

@@ -9,10 +9,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import hdf5plugin  # noqa: F401 - readers of compressed data need the filters registered
@@ -20,23 +19,9 @@ import hdf5plugin  # noqa: F401 - readers of compressed data need the filters re
 from nexus_writer.data import DataStore
 from nexus_writer.data.saving import reports, writer_present
 from nexus_writer.service import config as cfg
-from nexus_writer.writer import WriterOptions
-from nexus_writer.writer.plan import ScanPlan
-from nexus_writer.writer.source import NodeInfo
+from tests.layout import expected_places
+from tests.waiting import wait_for
 from tests.writer.helpers import assert_camera, assert_channel, decode
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             details: Callable[[], str] = lambda: "") -> Any:
-    """Poll ``predicate`` until it returns something true; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s\n{details()}")
-        time.sleep(0.05)
 
 
 class ServiceProcess:
@@ -152,13 +137,12 @@ class ServiceProcess:
         self.store.close()
 
 
-def check_saved(store: DataStore, key: str, options: WriterOptions | None = None) -> None:
+def check_saved(store: DataStore, key: str) -> None:
     """The scan ``key`` was saved SUCCEEDED and its file holds every point published
     in Redis, bit-exact (scalars, spectra, camera frames through the VDS).
 
-    The datasets are found with the writer's own plan, rebuilt from the scan_info and
-    node definitions in Redis (pure logic), so this works for a writer in another
-    process.
+    The datasets are looked for where the documented layout puts them
+    (:func:`tests.layout.expected_places`), never where the writer's plan says.
     """
     final = [r for r in reports(store, key) if r.state in ("SUCCEEDED", "FAILED", "SKIPPED")]
     scan = store.get_scan_node(key)
@@ -166,23 +150,26 @@ def check_saved(store: DataStore, key: str, options: WriterOptions | None = None
     assert len(final) == 1, f"{scan.label}: several final reports {final}"
     info = scan.info
     nodes = scan.nodes()
-    plan = ScanPlan(scan.number, info, options or WriterOptions())
+    places = expected_places(info, nodes)
     with h5py.File(info["filename"], "r", locking=False) as f:
         for node in nodes:
             if node.type == "node_ref_channel":
                 continue
-            d = node.definition
-            chan = plan.add(NodeInfo(d.name, d.type, node.dtype, tuple(d.shape), d.unit,
-                                     dict(d.info)))
-            assert chan.path in f, f"{scan.label}: {node.name} not at {chan.path}"
+            path = places[node.name].path
+            assert path in f, f"{scan.label}: {node.name} not at {path}"
+            link = f[places[node.name].entry]["measurement"].get(places[node.name].measurement,
+                                                                 getlink=True)
+            assert isinstance(link, h5py.SoftLink) and link.path == path, \
+                f"{scan.label}: measurement/{places[node.name].measurement} -> {path}?"
             if node.type == "lima":
-                assert_camera(f[chan.path], node)
+                assert_camera(f[path], node)
             else:
-                assert_channel(f[chan.path], node)
+                assert_channel(f[path], node)
         counts = {n.name: n.count() for n in nodes if n.type != "node_ref_channel"}
-        for entry in plan.entries.values():
-            writer = f[entry.name]["writer"]
-            assert decode(writer["status"][()]) == "SUCCEEDED", entry.name
+        chain = info.get("acquisition_chain") or {"": None}
+        for k in range(1, len(chain) + 1):
+            writer = f[f"{scan.number}.{k}"]["writer"]
+            assert decode(writer["status"][()]) == "SUCCEEDED", f"{scan.number}.{k}"
             channels = decode(writer["channels"][()])
             assert channels == sorted(counts)
             assert writer["points_written"][()].tolist() == [counts[c] for c in channels]

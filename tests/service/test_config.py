@@ -96,18 +96,23 @@ def test_writer_command_flags_are_those_of_the_write_command():
     options = {"keepshape": True, "multivalue_positioners": False,
                "enable_external_nonhdf5": True, "disable_external_hdf5": True,
                "copy_non_external": True, "required_disk_space": 12.5, "flush_period": 0.25,
-               "compression": "gzip", "inactivity_timeout": 7}
+               "compression": "gzip", "inactivity_timeout": 7, "base_path": "/data/base",
+               "master_files": False, "technique": "NXxas"}
     assert set(options) == set(WriterOptions.names())
-    cmd = writer_command(cfg.SessionConfig("s1", None, options), "redis://h:1", "debug")
+    cmd = writer_command(cfg.SessionConfig("s1", None, options), "debug")
     assert cmd[1:5] == ["-m", "nexus_writer.cli.main", "write", "s1"]
     parser = argparse.ArgumentParser()
     parser.add_argument("session")
     add_writer_arguments(parser)
     args = parser.parse_args(cmd[4:])
-    assert args.session == "s1" and args.redis == "redis://h:1" and args.log == "debug"
+    assert args.session == "s1" and args.log == "debug"
+    assert args.redis is None  # the URL goes in the environment, never on a command line
     assert not args.live and not args.only_new
     for name, value in options.items():
         assert getattr(args, name) == value, name
+    # a switch that turns an option off is given only to turn it off
+    kept = writer_command(cfg.SessionConfig("s1", None, {"master_files": True}), "info")
+    assert "--no-master-files" not in kept
 
 
 def test_add_remove_list(tmp_path, capsys):

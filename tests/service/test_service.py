@@ -11,18 +11,19 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
+import h5py
+import hdf5plugin  # noqa: F401 - readers of compressed data need the filters registered
 import numpy as np
 import pytest
 
 from nexus_writer.cli.main import main
-from nexus_writer.data import DataStore
 from nexus_writer.data.saving import writer_present
 from nexus_writer.sim import SimSession
+from tests.waiting import wait_for
 from tests.writer.helpers import manual_scan_info
 
-from .helpers import check_saved, wait_for
+from .helpers import check_saved
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -130,7 +131,8 @@ def test_two_sessions_written_with_status_and_metrics(service_factory, redis_url
         assert f'nexus_writer_restarts_total{{session="{name}"}} 0' in lines
         assert f'nexus_writer_scans{{session="{name}",state="SUCCEEDED"}} 3' in lines
         assert f'nexus_writer_scans{{session="{name}",state="FAILED"}} 0' in lines
-    restarts = [ln for ln in lines if ln.startswith('nexus_writer_restarts_total{session="broken"}')]
+    restarts = [ln for ln in lines
+                if ln.startswith('nexus_writer_restarts_total{session="broken"}')]
     assert restarts and int(restarts[0].split()[-1]) >= 2
     points = {ln.split()[0]: int(ln.split()[1]) for ln in lines
               if ln.startswith("nexus_writer_points_written")}
@@ -292,10 +294,24 @@ def test_second_stop_request_aborts_scans(service_factory, store):
     wait_for(lambda: store.redis.hget(pub.key, "saving_state") == b"RUNNING", 20,
              "the scan being written", service.logs)
     service.signal(signal.SIGTERM)
-    time.sleep(1.0)
-    assert service.process is not None and service.process.poll() is None  # waits
+    wait_for(lambda: "stopping 1 writer(s)" in service.logs(), 20,
+             "the service stopping its writer", service.logs)
+    # the first request lets the scan finish: the service waits, the scan goes on
+    assert service.process is not None and service.process.poll() is None, service.logs()
+    assert store.redis.hget(pub.key, "saving_state") == b"RUNNING"
     service.signal(signal.SIGTERM)
     assert service.stop(timeout=20) == 0
     report = pub.wait_saved(1)
     assert report.state == "FAILED", report
+    assert "before the end of the scan" in report.reason, report
+    assert report.detail["channels"] == {"timer:epoch": {"written": 10, "published": None}}
+    # the points received are in the file, bit-exact, and the file says why it failed
+    with h5py.File(service.directory / "never.h5", "r", locking=False) as f:
+        entry = f["1.1"]
+        assert entry["writer/status"][()] == b"FAILED"
+        assert entry["writer/reason"][()].decode() == report.reason
+        epoch = entry["measurement/epoch"]
+        assert epoch.dtype == np.dtype("<f8")
+        assert epoch[()].tobytes() == np.arange(10.0).tobytes()
+        assert entry["instrument/epoch/value"] == epoch
     pub.end()

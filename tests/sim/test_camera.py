@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import fabio
@@ -13,6 +12,7 @@ import pytest
 
 from nexus_writer.data import LimaPublisher
 from nexus_writer.sim import HDF5_DATA_PATH, ScanState
+from tests.waiting import wait_for
 
 
 def lima_node(scan):
@@ -123,11 +123,11 @@ def test_aborted_scan_flushes_partial_file(session, fmt):
     session.time_scale = 1.0
     scan = session.timescan(0.01, cam, run=False)
     scan.run_in_thread()
-    deadline = time.monotonic() + 5
-    while scan.key is None or scan.node.nodes()[0].count() < 3:
+    def three_frames() -> bool:
         assert scan.state != ScanState.DONE, "scan ended by itself"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+        return scan.key is not None and scan.node.nodes()[0].count() >= 3
+
+    wait_for(three_frames, 30, "3 frames of the running timescan", interval=0.005)
     scan.abort()
     assert scan.wait(5)
     node = lima_node(scan)

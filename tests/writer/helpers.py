@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import h5py
 import hdf5plugin  # noqa: F401 - readers of compressed data need the filters registered
@@ -13,6 +13,8 @@ import numpy as np
 
 from nexus_writer.data import DataStore
 from nexus_writer.writer import ScanState, ScanWriter, SessionWriter
+from tests.layout import Place, expected_places
+from tests.waiting import wait_for
 
 
 def scan_keys(scans: Iterable[Any]) -> list[str]:
@@ -29,14 +31,13 @@ def wait_written(writer: SessionWriter, scans: Iterable[Any], timeout: float = 6
     """
     keys = scan_keys(scans)
     deadline = time.monotonic() + timeout
-    while True:
+
+    def taken() -> dict[str, ScanWriter] | None:
         seen = {w.source.key: w for w in writer.scans()}
-        if all(k in seen for k in keys):
-            break
-        if time.monotonic() > deadline:
-            missing = [k for k in keys if k not in seen]
-            raise AssertionError(f"the writer never took scans {missing}")
-        time.sleep(0.02)
+        return seen if all(k in seen for k in keys) else None
+
+    seen = wait_for(taken, timeout, f"the writer taking scans {keys}",
+                    lambda: f"taken: {[w.source.key for w in writer.scans()]}")
     assert writer.wait_idle(max(1.0, deadline - time.monotonic())), \
         f"scans still being written after {timeout} s: {[w.label for w in writer.active()]}"
     return [seen[k] for k in keys]
@@ -198,13 +199,21 @@ def assert_plots(entry: h5py.Group) -> None:
 
 
 def check_scan(store: DataStore, sw: ScanWriter, *, keepshape: bool = False,
-               camera: str | None = None, state: ScanState = ScanState.SUCCEEDED) -> None:
-    """The whole scan in the file: status, every channel bit-exact, layout, links, plots."""
+               camera: str | None = None, state: ScanState = ScanState.SUCCEEDED,
+               places: Mapping[str, Place] | None = None) -> None:
+    """The whole scan in the file: status, every channel bit-exact, layout, links, plots.
+
+    Each channel is looked for where the documented layout puts it
+    (:func:`tests.layout.expected_places`, or ``places`` given by the test), never
+    where the writer's plan says.
+    """
     assert sw.state == state, f"{sw.label}: {sw.state.name} ({sw.saving.reason})"
     scan = store.get_scan_node(sw.source.key)
     nodes = scan.nodes()
     info = scan.info
-    assert sw.plan is not None and sw.filename == info["filename"]
+    assert sw.filename == info["filename"]
+    if places is None:
+        places = expected_places(info, nodes)
     grid = None
     if keepshape and info.get("data_dim") == 2:
         grid = (int(info["npoints2"]), int(info["npoints1"]))
@@ -250,24 +259,22 @@ def check_scan(store: DataStore, sw: ScanWriter, *, keepshape: bool = False,
                     assert isinstance(link, h5py.SoftLink) and link.path == f"/{child.number}.1"
                     assert nx_class(entry["subscans"][f"scan_{child.number}"]) == "NXentry"
                 continue
-            plan = sw.plan.by_name[node.name]
-            dset = f[plan.path]
-            meas = f[plan.entry]["measurement"]
-            link = meas.get(plan.measurement, getlink=True)
-            assert isinstance(link, h5py.SoftLink) and link.path == plan.path, \
-                f"{node.name}: measurement/{plan.measurement} is not a link to {plan.path}"
-            measured.add((plan.entry, plan.measurement))
-            group = f[plan.path].parent
-            if plan.subgroup:
-                group = group.parent
+            place = places[node.name]
+            assert place.path in f, f"{node.name}: no dataset at {place.path}"
+            dset = f[place.path]
+            meas = f[place.entry]["measurement"]
+            link = meas.get(place.measurement, getlink=True)
+            assert isinstance(link, h5py.SoftLink) and link.path == place.path, \
+                f"{node.name}: measurement/{place.measurement} is not a link to {place.path}"
+            measured.add((place.entry, place.measurement))
+            group = f[place.group_path]
             if node.type == "lima":
                 expected = "NXcollection" if camera_mode_of(dset) == "strings" else "NXdetector"
-                assert nx_class(group) == expected
+                assert nx_class(group) == expected, f"{group.name}: {nx_class(group)}"
                 assert_camera(dset, node, camera)
                 continue
-            assert nx_class(group) == plan.nx_class
-            assert plan.field == ("value" if plan.kind == "positioner" else "data") \
-                or plan.subgroup, plan
+            assert nx_class(group) == place.nx_class, \
+                f"{group.name}: {nx_class(group)}, expected {place.nx_class}"
             assert "units" in dset.attrs
             assert_channel(dset, node, grid)
         for name in entries:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import h5py
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from nexus_writer.nexus.validate import validate_file
 from nexus_writer.sim import TopMaster
 from nexus_writer.writer import ScanState
+from tests.waiting import wait_for
 
 from .helpers import check_scan, decode, wait_written
 
@@ -84,13 +84,9 @@ def test_timescan_of_unknown_length_aborted(sim_session, writer_factory, store):
     scan = sim_session.timescan(0.1, "diode", "diode2", run=False)
     assert scan.npoints == 0
     scan.run_in_thread()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if scan.key is not None:
-            nodes = scan.node.nodes()
-            if nodes and min(n.count() for n in nodes) >= 50:
-                break
-        time.sleep(0.01)
+    wait_for(lambda: scan.key is not None and scan.node.nodes()
+             and min(n.count() for n in scan.node.nodes()) >= 50, 30,
+             "50 points of every channel of the timescan", interval=0.01)
     scan.abort()
     [sw] = wait_written(writer, [scan])
     check_scan(store, sw)  # every published point, bit-exact

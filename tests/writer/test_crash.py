@@ -24,9 +24,9 @@ from nexus_writer.data import DataStore
 from nexus_writer.data.saving import SavingReporter, writer_present
 from nexus_writer.data.server import RedisServer, free_port
 from nexus_writer.nexus.validate import validate_file
-from nexus_writer.writer import ScanState, WriterOptions
-from nexus_writer.writer.plan import ScanPlan
-from nexus_writer.writer.source import NodeInfo
+from nexus_writer.writer import ScanState
+
+from tests.waiting import wait_for
 
 from .helpers import check_scan, wait_written
 
@@ -54,14 +54,16 @@ class WriterProcess:
                  "--log", "info"],
                 stdout=subprocess.DEVNULL, stderr=log)
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while True:
+        proc = self.proc
+
+        def announced() -> bool:
+            assert proc.poll() is None, f"the writer exited: {self.text()[-2000:]}"
             seen = writer_present(store, self.session)
-            if seen is not None and seen.get("pid") == str(self.proc.pid):
-                return self
-            assert self.proc.poll() is None, f"the writer exited: {self.text()[-2000:]}"
-            assert time.monotonic() < deadline, "the writer never announced itself"
-            time.sleep(0.02)
+            return seen is not None and seen.get("pid") == str(proc.pid)
+
+        wait_for(announced, timeout, "the writer's heartbeat with its pid",
+                 lambda: self.text()[-2000:])
+        return self
 
     def kill(self) -> None:
         """``kill -9``: no clean-up of any kind."""
@@ -104,21 +106,14 @@ def writer_process(redis_url, tmp_path):
 
 
 def as_written(store: DataStore, key: str, state: ScanState) -> Any:
-    """What :func:`check_scan` needs of a ScanWriter, rebuilt from Redis for a scan that
-    another process wrote: the writer's plan, from the same scan_info and nodes."""
+    """What :func:`check_scan` needs of a ScanWriter, for a scan that another process
+    wrote: its state, file and entries (one per top master of the scan_info's chain)."""
     scan = store.get_scan_node(key)
     info = scan.info
-    plan = ScanPlan(scan.number, info, WriterOptions())
-    for node in scan.nodes():
-        if node.type == "node_ref_channel":
-            continue
-        d = node.definition
-        plan.add(NodeInfo(d.name, d.type, np.dtype(d.dtype) if d.dtype else None, d.shape,
-                          d.unit, dict(d.info)))
+    chain = info.get("acquisition_chain") or {"": None}
     return SimpleNamespace(state=state, saving=SimpleNamespace(reason=""), label=scan.label,
-                           source=SimpleNamespace(key=key), plan=plan,
-                           filename=info["filename"],
-                           entries=[e.name for e in plan.entries.values()])
+                           source=SimpleNamespace(key=key), filename=info["filename"],
+                           entries=[f"{scan.number}.{k}" for k in range(1, len(chain) + 1)])
 
 
 def assert_saved_whole(store: DataStore, scans: list[Any], timeout: float = 30.0) -> None:
@@ -141,13 +136,12 @@ def _progress(store: DataStore, key: str) -> dict[str, int]:
 
 def _wait_progress(store: DataStore, key: str, points: int, timeout: float = 20.0) -> dict:
     """Until the writer recorded at least ``points`` durable points of every channel."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def reached() -> dict | None:
         progress = _progress(store, key)
-        if len(progress) > 3 and min(progress.values()) >= points:
-            return progress
-        assert time.monotonic() < deadline, f"no durable progress: {progress}"
-        time.sleep(0.01)
+        return progress if len(progress) > 3 and min(progress.values()) >= points else None
+
+    return wait_for(reached, timeout, f"{points} durable points of every channel",
+                    lambda: f"progress: {_progress(store, key)}", interval=0.01)
 
 
 @pytest.mark.timeout(90)
@@ -160,8 +154,7 @@ def test_kill_9_mid_scan_then_restart(sim_session, store, writer_process):
     writer = writer_process().start(store)
     scan = sim_session.loopscan(160, 0.005, "diode", "simu1", "lima_simulator", run=False)
     thread = scan.run_in_thread()
-    while scan.key is None:
-        time.sleep(0.01)
+    wait_for(lambda: scan.key is not None, 10, "the scan published in Redis")
     assert scan.publisher.writer_ready(timeout=10).state == "READY"
     at_kill = _wait_progress(store, scan.key, 40)
     writer.kill()
@@ -230,8 +223,8 @@ def test_scans_created_while_the_writer_is_down_are_written(sim_session, store,
              sim_session.ascan("roby", 0, 1, 5, 0.01, "diode", "lima_simulator")]
     running = sim_session.loopscan(100, 0.01, "diode", "simu1", run=False)
     thread = running.run_in_thread()
-    while running.key is None or not running.node.nodes():
-        time.sleep(0.01)
+    wait_for(lambda: running.key is not None and running.node.nodes(), 10,
+             "the running scan's first channel in Redis")
     for scan in ended + [running]:
         assert scan.publisher.writer_ready(timeout=1).state == "NO_WRITER"
     writer.start(store)
@@ -336,6 +329,140 @@ def test_redis_killed_and_restarted_mid_scan(tmp_path, data_dir, caplog):
         server.stop()
 
 
+def _empty_restart_scan(server: RedisServer, filename: str):
+    """A SessionWriter whose Redis calls fail at once (no client-side retry), a producer,
+    and a scan of two float channels started on ``server``."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from nexus_writer.writer import SessionWriter
+
+    from .helpers import manual_scan_info
+
+    writer = SessionWriter(SESSION, server.url, flush_period=0.1, inactivity_timeout=60)
+    writer.store.redis.set_retry(Retry(NoBackoff(), 0))
+    writer.start()
+    producer = DataStore(server.url)
+    channels = {"timer:elapsed_time": {"device": "timer", "dim": 0, "unit": "s"},
+                "ctrl:diode": {"device": "diode", "dim": 0, "unit": ""}}
+    pub = producer.create_scan(SESSION, manual_scan_info(SESSION, 1, filename, channels))
+    pubs = {n: pub.create_channel(n, "f8", device=c["device"]) for n, c in channels.items()}
+    pub.start()
+    assert pub.writer_ready(timeout=10).state == "READY"
+    values = {n: np.random.default_rng(k).random(1200) + k for k, n in enumerate(channels)}
+
+    def send(first: int, n: int) -> None:
+        for name, p in pubs.items():
+            _retried(p.send, values[name][first:first + n])
+
+    send(0, 20)
+    sw = _wait_for(lambda: next(iter(writer.scans()), None), 10, "the scan writer")
+    _wait_for(lambda: all(sw.received.get(n) == 20 for n in channels), 20,
+              "the first 20 points received")
+    return writer, producer, pub, sw, values, send
+
+
+@pytest.mark.timeout(90)
+def test_redis_restarted_empty_mid_scan(tmp_path, data_dir, caplog):
+    """redis-server without persistence is killed while the writer waits for points and
+    comes back empty, 0.5 s later: the scan's node definitions are gone.  The producer
+    retries its sends; the writer goes on following the channels it knew and writes
+    every point republished: the file is whole, SUCCEEDED."""
+    from nexus_writer.data import protocol as P
+
+    server = RedisServer(port=free_port(), dir=str(tmp_path / "redis")).start()
+    writer = producer = None
+    filename = str(data_dir / "redis_empty.h5")
+    try:
+        writer, producer, pub, sw, values, send = _empty_restart_scan(server, filename)
+        server.restart(kill=True, downtime=0.5)  # no persistence: comes back empty
+        assert not producer.redis.exists(P.scan_events_key(pub.key))  # definitions gone
+        for i in range(20, 1200, 10):
+            send(i, 10)
+        _retried(pub.end)
+        saved = _retried(pub.wait_saved, 30)
+        assert saved.state == "SUCCEEDED", saved
+        [sw] = wait_written(writer, [pub])
+        with h5py.File(filename, "r", locking=False) as f:
+            for name, expected in values.items():
+                data = f[f"1.1/measurement/{name.split(':')[1]}"][()]
+                np.testing.assert_array_equal(data, expected, err_msg=name)
+        assert validate_file(filename).ok
+        log = "\n".join(r.getMessage() for r in caplog.records)
+        assert "its events are gone from Redis (restarted without persistence?); " \
+               "following the 2 node(s) known" in log
+    finally:
+        if writer is not None:
+            writer.stop(timeout=10)
+        if producer is not None:
+            producer.close()
+        server.stop()
+
+
+@pytest.mark.timeout(90)
+def test_redis_restarted_empty_loses_unread_points(tmp_path, data_dir):
+    """The same with points published before the restart that the writer had not read
+    (its file thread held, it stops reading once its queue is full): those are lost
+    with Redis, and the writer says exactly which ones, in the file and to the
+    producer; the points republished after the restart are all written."""
+    from .helpers import decode
+
+    server = RedisServer(port=free_port(), dir=str(tmp_path / "redis")).start()
+    writer = producer = None
+    gate = threading.Event()
+    filename = str(data_dir / "redis_empty_lost.h5")
+    restart_at = 1000
+    try:
+        writer, producer, pub, sw, values, send = _empty_restart_scan(server, filename)
+        assert sw._fw is not None
+        sw._fw.submit(lambda f: gate.wait(60))
+        for i in range(20, restart_at):
+            send(i, 1)
+        server.restart(kill=True)
+        gate.set()
+        for i in range(restart_at, 1200, 10):
+            send(i, 10)
+        _retried(pub.end)
+        saved = _retried(pub.wait_saved, 30)
+        [sw] = wait_written(writer, [pub])
+        assert saved.state == "FAILED", saved
+        with h5py.File(filename, "r", locking=False) as f:
+            entry = f["1.1"]
+            assert decode(entry["writer/status"][()]) == "FAILED"
+            assert decode(entry["writer/reason"][()]) == sw.saving.reason == saved.reason
+            assert "end_time" in entry
+            for name, expected in values.items():
+                data = entry[f"measurement/{name.split(':')[1]}"][()]
+                assert data.shape == (1200,), name
+                # read before the restart, lost with it, republished after it
+                lost = int(np.argmax(np.isnan(data)))
+                assert 20 <= lost < restart_at, (name, lost)
+                np.testing.assert_array_equal(data[:lost], expected[:lost], err_msg=name)
+                assert np.isnan(data[lost:restart_at]).all(), name
+                np.testing.assert_array_equal(data[restart_at:], expected[restart_at:],
+                                              err_msg=name)
+                # and the status says exactly that
+                assert f"{name!r}: points {lost}..{restart_at - 1} are missing" in saved.reason
+        assert validate_file(filename).ok
+    finally:
+        gate.set()
+        if writer is not None:
+            writer.stop(timeout=10)
+        if producer is not None:
+            producer.close()
+        server.stop()
+
+
+def _wait_for(predicate, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
+
+
 def pub_nodes(store: DataStore, key: str) -> list:
     return store.get_scan_node(key).nodes()
 
@@ -433,13 +560,9 @@ def test_resume_repairs_a_chunk_its_index_no_longer_describes(store, data_dir,
 
 def _wait_progress_of(store: DataStore, key: str, points: dict[str, int],
                       timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        progress = _progress(store, key)
-        if all(progress.get(k, 0) >= n for k, n in points.items()):
-            return
-        assert time.monotonic() < deadline, f"no durable progress: {progress}"
-        time.sleep(0.01)
+    wait_for(lambda: all(_progress(store, key).get(k, 0) >= n for k, n in points.items()),
+             timeout, f"durable points {points}", lambda: f"progress: {_progress(store, key)}",
+             interval=0.01)
 
 
 @pytest.mark.timeout(60)

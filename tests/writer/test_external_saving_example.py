@@ -6,12 +6,13 @@ import importlib.util
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+
+from tests.waiting import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "external_saving_example.py"
 
@@ -39,9 +40,7 @@ def test_example_writes_the_scans(example, sim_session, store, tmp_path):
     try:
         scans = [sim_session.loopscan(5, 0.1, "diode", "diode9", camera),
                  sim_session.ascan("roby", 0, 1, 3, 0.1, "simu1")]
-        deadline = time.monotonic() + 30
-        while len(writers) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: len(writers) >= 2, 30, "the example's writers of both scans")
         assert len(writers) == 2
         for writer in writers:
             writer.thread.join(30)

@@ -4,7 +4,6 @@ does not take the scan down; scans not meant for this writer are skipped."""
 from __future__ import annotations
 
 import os
-import time
 
 import h5py
 import numpy as np
@@ -13,6 +12,7 @@ import redis
 
 from nexus_writer.sim import TopMaster
 from nexus_writer.writer import ScanState
+from tests.waiting import wait_for
 
 from .helpers import assert_channel, check_scan, decode, manual_scan_info, wait_written
 
@@ -141,10 +141,9 @@ def _read_only_directory_as_nobody(sim_session, redis_url):
             os.setuid(nobody.pw_uid)
             writer = SessionWriter("test_session", redis_url, flush_period=0.2).start()
             os.write(wfd, b"ready\n")
-            deadline = time.monotonic() + 30
-            while len(writer.scans()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            writer.wait_idle(30)
+            wait_for(lambda: len(writer.scans()) >= 2, 30, "the writer taking both scans",
+                     lambda: writer.scans())
+            assert writer.wait_idle(30), "scans still being written after 30 s"
             result = [[w.source.number, w.state.name, w.saving.reason] for w in writer.scans()]
             writer.stop(10)
             os.write(wfd, json.dumps(result).encode() + b"\n")
@@ -181,15 +180,22 @@ def _read_only_directory_as_nobody(sim_session, redis_url):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_dataset_path_is_a_directory(sim_session, writer_factory, tmp_path):
-    """The file cannot be opened at all: FAILED with the HDF5 reason, the writer goes on."""
+def test_dataset_path_is_a_directory(sim_session, writer_factory, store, tmp_path):
+    """The file cannot be opened at all: FAILED with the cause and the path, told to
+    the producer too; the writer goes on with the next scan."""
     target = tmp_path / "taken.h5"
     target.mkdir()
     writer = writer_factory()
     scan = sim_session.loopscan(3, 0.1, "diode", scan_info={"filename": str(target)})
-    [sw] = wait_written(writer, [scan])
+    after = sim_session.loopscan(3, 0.1, "diode")
+    sw, ok = wait_written(writer, [scan, after])
     assert sw.state == ScanState.FAILED
-    assert sw.saving.reason, "a failure without a reason"
+    reason = sw.saving.reason
+    assert "Is a directory" in reason and str(target) in reason, reason
+    saved = scan.wait_saved(timeout=10)
+    assert saved.state == "FAILED" and saved.reason == reason
+    assert list(target.iterdir()) == []  # nothing written into the directory
+    check_scan(store, ok)
 
 
 def test_not_enough_disk_space(sim_session, writer_factory):

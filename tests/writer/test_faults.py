@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,26 +51,47 @@ def _messages(caplog, level: int = logging.WARNING) -> str:
 
 
 # -- disk full -------------------------------------------------------------------------
+SMALL_DISK = 3 << 20
+
+
+def _used(path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 @pytest.fixture
-def small_disk(tmp_path, monkeypatch):
-    """A 3 MB tmpfs; where mounting is not allowed, a directory whose dataset writes
-    raise ENOSPC after the first 20 appends (``kind`` says which one runs)."""
+def small_disk(tmp_path, monkeypatch, record_property):
+    """A 3 MB tmpfs; where mounting is not allowed, a simulated 3 MB device: the free
+    space of its directory is 3 MB less the size of its files, and a dataset append
+    that would go past it raises ENOSPC.  ``kind`` says which one runs, and so does the
+    "test variants" section of pytest's summary."""
     path = tmp_path / "small"
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(path)],
-                             capture_output=True).returncode == 0
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs",
+                                  str(path)], capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
     if not mounted:
-        real_append = ChannelDataset.append
-        calls = {"n": 0}
+        real_append, real_usage = ChannelDataset.append, shutil.disk_usage
 
         def append(self, first_index, data):
-            if self.dset.file.filename.startswith(str(path)):
-                calls["n"] += 1
-                if calls["n"] > 20:
-                    raise OSError(errno.ENOSPC, "No space left on device (simulated)")
+            if self.dset.file.filename.startswith(str(path)) and \
+                    _used(path) + np.asarray(data).nbytes > SMALL_DISK:
+                raise OSError(errno.ENOSPC, "No space left on device (simulated)")
             return real_append(self, first_index, data)
 
+        def disk_usage(directory):
+            usage = real_usage(directory)
+            if not os.path.abspath(directory).startswith(str(path)):
+                return usage
+            used = _used(path)
+            return usage._replace(total=SMALL_DISK, used=used, free=max(SMALL_DISK - used, 0))
+
         monkeypatch.setattr(ChannelDataset, "append", append)
+        monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    record_property("variant", "a real full disk (3 MB tmpfs)" if mounted else
+                    "a simulated full disk (no tmpfs mount allowed here: disk usage and "
+                    "the dataset append patched for a 3 MB device)")
     yield path, "tmpfs" if mounted else "simulated"
     if mounted:
         subprocess.run(["umount", "-l", str(path)], check=False)
@@ -115,8 +137,11 @@ def test_disk_full_mid_scan(store, data_dir, small_disk, writer_factory, caplog)
     check_scan(store, sw_other)
     assert sw_full.state == ScanState.FAILED and sw_full.saving.reason == full.reason
     assert "No space left" in _messages(caplog, logging.ERROR)
-    if kind == "tmpfs":  # the writer stopped before the device was full
+    # the writer stopped before the device was full
+    if kind == "tmpfs":
         assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize > 1 << 20
+    else:
+        assert SMALL_DISK - _used(disk) > 1 << 20
     nodes = {n.name: n for n in store.get_scan_node(pubs[0].key).nodes()}
     with h5py.File(full_file, "r", locking=False) as f:  # what fitted is there, readable
         entry = f["1.1"]

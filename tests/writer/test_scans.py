@@ -18,7 +18,8 @@ def test_some_scans_all_written_bit_exact(sim_session, writer_factory, store):
     scans = run_some_scans(sim_session, extra=True)
     assert len(scans) == 15
     written = wait_written(writer, scans)
-    for sw, scan in zip(written, scans, strict=True):
+    assert len(written) == len(scans)
+    for sw in written:
         check_scan(store, sw)
         assert sw.problems == [], f"{sw.label}: {sw.problems}"
     filename = sim_session.scan_saving.filename

@@ -22,7 +22,7 @@ from ..sim import SimSession, run_some_scans
 from ..sim.publishers import prepare_blissdata
 from ..writer import ScanState, SessionWriter
 from .live import LiveView
-from .main import writer_options
+from .main import _web, redis_url, start_web, writer_options
 
 
 def _points(path: str, entries: list[str]) -> int:
@@ -41,13 +41,11 @@ def _points(path: str, entries: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = os.path.abspath(args.base_path)
+    base = os.path.abspath(args.base_path or "demo_data")  # where data goes (and the
+    # writer's base for relative names)
     protocol = getattr(args, "protocol", "native")
-    options = writer_options(args)
-    if protocol != "native":
-        options["protocol"] = protocol
     with contextlib.ExitStack() as stack:
-        url = args.redis
+        url = redis_url(args) if args.redis else None  # with --redis-password-file
         if url is None:
             if protocol == "blissdata":
                 url = stack.enter_context(BlissdataServer()).url
@@ -56,13 +54,27 @@ def run(args: argparse.Namespace) -> int:
             else:
                 url = stack.enter_context(RedisServer()).url
                 print(f"embedded redis-server at {url}", file=sys.stderr)
+        options = dict(writer_options(args), base_path=base)
+        if protocol != "native":
+            options["protocol"] = protocol
         writer = SessionWriter(args.session, url, **options).start()
+        web = start_web(args, lambda **kw: _web().for_session_writer(
+            writer, **dict(kw, roots=kw["roots"] or [base])))
+        if web is not None:
+            stack.callback(web.stop)
         started = time.monotonic()
         with LiveView(writer, enabled=args.live):
             with SimSession(args.session, redis_url=url, base_path=base,
                             time_scale=args.time_scale, protocol=protocol) as session:
                 scans = run_some_scans(session, extra=True)
             writer.wait_idle(timeout=120)
+            if web is not None and getattr(args, "serve", False):
+                print(f"scans done; the page stays at {web.url} until Ctrl-C", file=sys.stderr)
+                try:
+                    while True:
+                        time.sleep(0.5)
+                except KeyboardInterrupt:
+                    pass
         writer.stop(timeout=30)
         elapsed = time.monotonic() - started
     return summary(writer, len(scans), elapsed)
@@ -82,6 +94,9 @@ def summary(writer: SessionWriter, published: int, elapsed: float) -> int:
           + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     ok = states.get("FAILED", 0) == 0
     for path, entries in sorted(files.items()):
+        if not os.path.exists(path):  # every scan of it refused before it was created
+            print(f"{path}\n    not written")
+            continue
         report = validate_file(path)
         ok &= report.ok
         print(f"{path}\n    {len(entries)} entries, {_points(path, entries)} points; "

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 
 from ..writer import ScanWriter, SessionWriter
@@ -62,14 +63,42 @@ class LiveView:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: Live | None = None
+        self._swapped: list[tuple[logging.Handler, logging.Handler]] = []
 
     def __enter__(self) -> "LiveView":
         if self.interactive:
-            self._live = Live(table([]), console=Console(), refresh_per_second=4, transient=False)
+            console = Console()
+            self._live = Live(table([]), console=console, refresh_per_second=4, transient=False)
+            self._route_logs(console)
             self._live.__enter__()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="live-view")
         self._thread.start()
         return self
+
+    def _route_logs(self, console: Console) -> None:
+        """Log lines to the terminal go through the live console, which prints them
+        above the table: a plain stream handler writing to the terminal behind the
+        live region's back would make it draw the whole table again below each line."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            stream = getattr(handler, "stream", None)
+            terminal = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+            if isinstance(handler, logging.FileHandler) or stream not in terminal:
+                continue
+            rich = RichHandler(console=console, show_path=False, markup=False,
+                               rich_tracebacks=False, log_time_format="%H:%M:%S")
+            rich.setLevel(handler.level)
+            rich.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            root.removeHandler(handler)
+            root.addHandler(rich)
+            self._swapped.append((handler, rich))
+
+    def _restore_logs(self) -> None:
+        root = logging.getLogger()
+        for handler, rich in self._swapped:
+            root.removeHandler(rich)
+            root.addHandler(handler)
+        self._swapped = []
 
     def _loop(self) -> None:
         last_log = time.monotonic()
@@ -90,3 +119,4 @@ class LiveView:
         if self._live is not None:
             self._live.update(table(self.writer.scans()))
             self._live.__exit__(None, None, None)
+            self._restore_logs()

@@ -27,10 +27,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     service.add_argument("--config", default=DEFAULT_CONFIG,
                          help=f"TOML config file (default {DEFAULT_CONFIG}, or "
                          "$NEXUS_WRITER_CONFIG)")
-    service.add_argument("--redis", metavar="URL", help="Redis URL for all sessions (run), or "
-                         "of the added session (add)")
-    service.add_argument("--http", type=int, metavar="PORT",
-                         help="serve /status and /metrics on 127.0.0.1:PORT")
+    from .main import add_http_arguments, add_redis_arguments
+
+    add_redis_arguments(service, help_url="Redis URL for all sessions (run), or of the "
+                        "added session (add); writers get it in their environment "
+                        "(REDIS_URL), never on their command line")
+    add_http_arguments(service, "the service's")
     logs.add_arguments(service)
     service.set_defaults(func=run_service)
 
@@ -38,7 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             description="Per session and scan: state, reason, file and "
                             "entries, points written vs published per channel.")
     status.add_argument("session", nargs="?", help="one session (default: all)")
-    status.add_argument("--redis", metavar="URL", help="Redis URL (default $REDIS_URL)")
+    add_redis_arguments(status, help_url="Redis URL (default $REDIS_URL)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--watch", action="store_true", help="refresh as a live table")
     logs.add_arguments(status)
@@ -46,6 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_service(args: argparse.Namespace) -> int:
+    from ..data.urls import redact_url
     from ..service import config as cfg
     from ..service.supervisor import Supervisor, signal_service
 
@@ -53,10 +56,12 @@ def run_service(args: argparse.Namespace) -> int:
     if args.action == "run":
         path.parent.mkdir(parents=True, exist_ok=True)
         level = args.log if args.log != "warning" else None
-        return Supervisor(path, redis=args.redis, log=level, http_port=args.http).run()
+        return Supervisor(path, redis=args.redis, log=level, http_port=args.http,
+                          data_roots=args.data_roots,
+                          password_file=args.redis_password_file).run()
     config = cfg.load(path)
     if args.action == "list":
-        sys.stdout.write(cfg.dump(config))
+        sys.stdout.write(redact_url(cfg.dump(config)))
         return 0
     if not args.session:
         print(f"nexus-writer service {args.action}: give a SESSION", file=sys.stderr)
@@ -100,20 +105,24 @@ def run_status(args: argparse.Namespace) -> int:
 
     from ..data import DataStore
     from ..data.status import read_status
+    from ..data.urls import redact_url
+    from .main import redis_url
 
-    store = DataStore(args.redis)
+    store = DataStore(redis_url(args))
 
     def render() -> Table:
         table = Table(title=f"nexus-writer status ({store.url})")
         for col in ("session", "scan", "title", "state", "reason", "points", "file::entries"):
             table.add_column(col)
         for row in _rows(read_status(store, args.session)):
-            table.add_row(*row)
+            table.add_row(*(redact_url(cell) for cell in row))
         return table
 
     try:
         if args.json:
-            print(json.dumps(read_status(store, args.session), indent=1, default=str))
+            # documents of any writer version: masked here too
+            print(redact_url(json.dumps(read_status(store, args.session), indent=1,
+                                        default=str)))
         elif args.watch:
             with Live(render(), refresh_per_second=2) as live:
                 try:

@@ -231,10 +231,14 @@ class WriterPresence:
             except Exception as e:  # noqa: BLE001 - Redis away: retried at the next beat
                 logger.warning("session %s: heartbeat failed: %s", self.session, e)
 
-    def stop(self) -> None:
+    def stop(self, delete: bool = True) -> None:
+        """Stop beating; ``delete`` the heartbeat too (not when another writer took over
+        the session: the key is its heartbeat now)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
+        if not delete:
+            return
         try:
             self.store.redis.delete(writer_key(self.session))
         except Exception:  # noqa: BLE001

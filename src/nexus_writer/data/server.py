@@ -149,6 +149,8 @@ class RedisServer:
                 try:
                     client.ping()
                     return self
+                except redis.AuthenticationError:  # up, with a password (--requirepass)
+                    return self
                 except redis.ConnectionError as e:  # not up yet, or still loading its files
                     if time.monotonic() > deadline:
                         self.stop()

@@ -34,9 +34,9 @@ def publish_status(store: "DataStore", session: str, status: Mapping[str, Any],
 def read_status(store: "DataStore", session: str | None = None) -> dict[str, dict[str, Any]]:
     """Status documents by session: one session, or every session with a live writer."""
     if session is not None:
-        keys = [status_key(session)]
+        keys: list[str | bytes] = [status_key(session)]
     else:
-        keys = sorted(store.redis.scan_iter(match=status_key("*"), count=500))
+        keys = [*sorted(store.redis.scan_iter(match=status_key("*"), count=500))]
     out: dict[str, dict[str, Any]] = {}
     for raw in store.redis.mget(keys) if keys else []:
         if raw:

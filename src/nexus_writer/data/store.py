@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Mapping
@@ -13,6 +12,7 @@ import redis
 
 from ..errors import ProtocolVersionError
 from . import protocol as P
+from .urls import DEFAULT_URL, describe_error, redact_url, resolve_url  # noqa: F401 - DEFAULT_URL for importers
 
 if TYPE_CHECKING:
     from .nodes import ScanNode, SessionNode
@@ -20,14 +20,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_URL = "redis://localhost:6379"
 
 
 class DataStore:
     """Entry point of the data API, on one Redis database.
 
-    ``url``: a Redis URL; else the ``REDIS_URL`` environment variable; else
-    ``redis://localhost:6379``.  ``retention``: seconds a scan's keys are kept
+    ``url``: a Redis URL (an ACL user and password may be in it:
+    ``redis://user:pw@host:port``); else the ``REDIS_URL`` environment variable; else
+    ``redis://localhost:6379``.  :attr:`url` is the URL to show (credentials masked);
+    the URL with its secret stays private.  ``retention``: seconds a scan's keys are kept
     after its end once a writer acknowledged it saved (default 24 h);
     ``unacked_retention``: the cap for scans no writer acknowledged (default 72 h),
     which protects Redis memory when no writer runs.
@@ -38,22 +39,22 @@ class DataStore:
 
     def __init__(self, url: str | None = None, retention: float = P.DEFAULT_RETENTION,
                  unacked_retention: float = P.DEFAULT_UNACKED_RETENTION):
-        self.url = url or os.environ.get("REDIS_URL") or DEFAULT_URL
+        self._url = resolve_url(url)
+        #: The URL as shown in logs, errors and status documents: never its secret.
+        self.url = redact_url(self._url)
         self.retention = float(retention)
         self.unacked_retention = float(unacked_retention)
-        self.redis = redis.Redis.from_url(self.url)
+        self.redis = redis.Redis.from_url(self._url)
         self._check_protocol()
 
     def _check_protocol(self) -> None:
         try:
             self.redis.set(P.VERSION_KEY, P.PROTOCOL_VERSION, nx=True)
             found = self.redis.get(P.VERSION_KEY)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as e:
             self.redis.close()
-            raise ConnectionError(
-                f"cannot reach Redis at {self.url}: {e}. Start a redis-server or pass "
-                "another URL (--redis URL or the REDIS_URL environment variable)."
-            ) from e
+            # which problem (unreachable, password, ACL...) and its fix, secrets masked
+            raise ConnectionError(describe_error(e, self._url)) from e
         try:
             version = int(found)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -91,7 +92,7 @@ class DataStore:
         key = P.scan_key(uid)
         info = copy.deepcopy(dict(scan_info))  # update_info must not touch the caller's dicts
         info.setdefault("session_name", session_name)
-        mapping = {
+        mapping: dict[str | bytes, bytes | float | int | str] = {
             "info": P.dumps(info),
             "session": session_name,
             "number": int(scan_info["scan_nb"]),

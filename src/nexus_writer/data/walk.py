@@ -174,6 +174,9 @@ class ScanIterator:
         #: Points the producer announced per node at the end (set at END_SCAN).
         self.published: dict[str, int] | None = None
         self.end_reason: str | None = None
+        #: Nodes announced in earlier walks (stream key -> node): a later walk follows
+        #: them even when Redis lost their definitions (restarted empty).
+        self.known: dict[str, DataNode] = {}
 
     def walk_events(
         self,
@@ -205,6 +208,7 @@ class ScanIterator:
         seen: set[str] = {events_key}  # streams whose entry sizes are known
         ended = False
         idle_since = time.monotonic()
+        seeded: set[str] = set()  # known nodes whose announcement may come again
 
         def out(event: EventType, node: Any, data: EventData | None = None) -> tuple:
             return (event, node, data) if with_data else (event, node)
@@ -213,6 +217,29 @@ class ScanIterator:
             logger.error("%s: %s", scan.label, message)
             first = int(desc.pop("first_index", -1))
             return out(EventType.ERROR, node, EventData(first, None, dict(desc, error=message)))
+
+        if self.known:
+            # A walk again (a reconnection): the nodes of earlier walks are followed
+            # from the position given, whether or not Redis still has their definitions.
+            with connection_lost(scan.label):
+                first = r.xrange(events_key, count=1)
+            # the stream starts with CREATED; without it, Redis lost it (an END_SCAN
+            # retried by the producer may have started a new one)
+            if not first or first[0][1].get(P.F_EVENT) != b"CREATED":
+                # not an error by itself: points lost meanwhile show as gaps (errors
+                # naming them) and in the END_SCAN counts
+                logger.warning("%s: its events are gone from Redis (restarted without "
+                               "persistence?); following the %d node(s) known", scan.label,
+                               len(self.known))
+            for known in list(self.known.values()):
+                names.add(known.name)
+                nodes[known.key] = known
+                seeded.add(known.key)
+                yield out(EventType.NEW_NODE, known)
+                start = self.position.setdefault(known.name, 0)
+                last_ids[known.key] = "0-0"
+                if start > 0:
+                    yield from self._seek(known, start, last_ids, with_data, out, error)
 
         while True:
             if stop is not None and stop.is_set():
@@ -252,6 +279,10 @@ class ScanIterator:
                             except MalformedEntryError as e:
                                 yield error(scan, str(e), stream=stream, id=entry_id.decode())
                                 continue
+                            if (node.key in seeded and nodes[node.key].name == node.name
+                                    and nodes[node.key].definition == definition):
+                                seeded.discard(node.key)  # followed already (known)
+                                continue
                             if (node.key == events_key or node.key in nodes
                                     or node.name in names):
                                 # A repeated announcement would replay the node's data.
@@ -262,6 +293,7 @@ class ScanIterator:
                                 continue
                             names.add(node.name)
                             nodes[node.key] = node
+                            self.known[node.key] = node
                             yield out(EventType.NEW_NODE, node)
                             start = self.position.setdefault(node.name, 0)
                             last_ids[node.key] = "0-0"
@@ -314,13 +346,13 @@ class ScanIterator:
                         max_entry = size
                     yield from self._entry(node, entry_id, fields, with_data, out, error)
             # Free this read before the next one: else two reads' worth are held.
-            resp = entries = None  # type: ignore[assignment]
+            resp = entries = None
         for name, published in (self.published or {}).items():
             got = self.position.get(name, 0)
             if got < published:
-                node = next((n for n in nodes.values() if n.name == name), scan)
-                yield error(node, f"{name!r}: {published} points published, {got} received "
-                                  "(expired or malformed entries)",
+                owner = next((n for n in nodes.values() if n.name == name), scan)
+                yield error(owner, f"{name!r}: {published} points published, {got} received "
+                                   "(expired or malformed entries)",
                             first_index=got, missing=[got, published])
         yield out(EventType.END_SCAN, scan)
 

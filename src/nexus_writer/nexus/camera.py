@@ -161,7 +161,7 @@ class CameraDataset:
     """A camera's frames in the dataset file, extended as the camera saves them."""
 
     def __init__(self, group: h5py.Group, name: str, mode: str, frame_shape: Sequence[int],
-                 dtype: np.dtype, frames_per_file: int, file_format: str,
+                 dtype: np.dtype | None, frames_per_file: int, file_format: str,
                  compression: str = "bitshuffle", min_interval: float = 0.0):
         if mode not in CAMERA_MODES:
             raise ValueError(f"camera mode {mode!r} is not one of {CAMERA_MODES}")
@@ -169,7 +169,7 @@ class CameraDataset:
         self.name = name
         self.mode = mode
         self.frame_shape = tuple(frame_shape)
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(dtype)  # not published (None): numpy's default, float64
         self.frames_per_file = int(frames_per_file)
         self.file_format = file_format
         self.refs: list[FrameRef] = []

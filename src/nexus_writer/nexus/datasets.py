@@ -126,7 +126,7 @@ class ChannelDataset:
             dset.attrs["points_written"] = max(self.count, end)
         self.count = max(self.count, end)
 
-    def _pad(self, points: Sequence[np.ndarray]) -> np.ndarray:
+    def _pad(self, points: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Stack ragged points, growing the dataset's variable dimensions if needed."""
         dset = self.dset
         offset = 2 if self.grid else 1
@@ -140,10 +140,12 @@ class ChannelDataset:
             out[(i,) + tuple(slice(0, s) for s in p.shape)] = p
         return out
 
-    def _write_grid(self, first: int, data: np.ndarray) -> None:
-        fast = self.grid.fast
+    def _write_grid(self, first: int, data: np.ndarray | Sequence[np.ndarray]) -> None:
+        grid = self.grid
+        assert grid is not None, "_write_grid is only called for keepshape datasets"
+        fast = grid.fast
         i = 0
-        n = min(len(data), self.grid.size - first)
+        n = min(len(data), grid.size - first)
         while i < n:
             flat = first + i
             row, col = divmod(flat, fast)
@@ -152,4 +154,32 @@ class ChannelDataset:
             i += take
         if len(data) > n:
             raise ValueError(f"{self.dset.name}: {first + len(data)} points do not fit the "
-                             f"{self.grid.slow}x{self.grid.fast} grid (keepshape)")
+                             f"{grid.slow}x{grid.fast} grid (keepshape)")
+
+
+class JsonDataset:
+    """Events of a JSON stream: one UTF-8 JSON document per point (variable-length
+    strings), appended as they arrive; ``""`` marks a point never received."""
+
+    def __init__(self, dset: h5py.Dataset):
+        self.dset = dset
+        self.count = int(dset.shape[0])
+
+    @classmethod
+    def create(cls, group: h5py.Group, name: str, npoints_hint: int = 0) -> "JsonDataset":
+        chunk = max(1, min(npoints_hint or 256, 1024))
+        dset = group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(chunk,),
+                                    dtype=h5py.string_dtype())
+        dset.attrs["content"] = "application/json"
+        return cls(dset)
+
+    def append(self, first_index: int, data: Sequence[str]) -> None:
+        """Write documents ``first_index ..``."""
+        n = len(data)
+        if n == 0:
+            return
+        end = first_index + n
+        if self.dset.shape[0] < end:
+            self.dset.resize((end,))
+        self.dset[first_index:end] = list(data)
+        self.count = max(self.count, end)

@@ -115,3 +115,25 @@ def soft_link(group: h5py.Group, name: str, target: str) -> None:
     if name in group or group.get(name, getlink=True) is not None:
         del group[name]
     group[name] = h5py.SoftLink(target)
+
+
+def entry_order(name: str) -> tuple[int, int] | None:
+    """``"12.2"`` -> ``(12, -2)``: later scans first, then the first top master; None
+    for a name that is not an entry name."""
+    number, _, index = name.partition(".")
+    try:
+        return int(number), -int(index)
+    except ValueError:
+        return None
+
+
+def later_entry(candidate: str, current: Any) -> bool:
+    """Whether a root ``@default`` on entry ``current`` should move to ``candidate``:
+    scans are written in parallel and finish in any order, and a file shows its latest
+    scan, not the last one written."""
+    if isinstance(current, bytes):
+        current = current.decode()
+    if not current:
+        return True
+    old, new = entry_order(str(current)), entry_order(candidate)
+    return old is None or new is None or new >= old

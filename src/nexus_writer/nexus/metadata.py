@@ -15,6 +15,22 @@ from .groups import nexus_name, now_iso, require_group, write_field
 POSITIONER_SNAPSHOTS = ("positioners_start", "positioners_end", "positioners_dial_start",
                         "positioners_dial_end")
 WRITER_STATES = ("STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+#: Names the layout itself uses in an entry's NXinstrument: positioner snapshots and
+#: NXinstrument's own ``name`` (the keys of the ``instrument`` metadata category are
+#: added per scan, see :func:`instrument_names`).  No channel group takes them.
+INSTRUMENT_NAMES = ("positioners", *POSITIONER_SNAPSHOTS, "name")
+
+
+def instrument_names(category: Any) -> set[str]:
+    """The names the layout uses in NXinstrument for a scan whose ``instrument``
+    metadata category (scan_info) is ``category``."""
+    names = set(INSTRUMENT_NAMES)
+    if isinstance(category, Mapping):
+        for key in category:
+            name = str(key).partition("@")[0]
+            if name:
+                names.add(nexus_name(name))
+    return names
 
 
 def write_positioners(instrument: h5py.Group, positioners: Mapping[str, Any]) -> None:

@@ -63,6 +63,40 @@ def write_plot(entry: h5py.Group, spec: PlotSpec) -> h5py.Group:
     return nxdata
 
 
+def fit_plot(nxdata: h5py.Group) -> None:
+    """Keep in a finished plot only what fits its signal's shape: auxiliary signals
+    of another shape and axes of another length (channels of an aborted scan that
+    stopped one point apart) would make the whole NXdata invalid for viewers."""
+    signal = nxdata.attrs.get("signal")
+    if isinstance(signal, bytes):
+        signal = signal.decode()
+    target = nxdata.get(str(signal)) if signal is not None else None
+    if not isinstance(target, h5py.Dataset):
+        return
+    shape = target.shape
+    aux = [a.decode() if isinstance(a, bytes) else str(a)
+           for a in nxdata.attrs.get("auxiliary_signals", [])]
+    kept = [a for a in aux if isinstance(nxdata.get(a), h5py.Dataset) and nxdata[a].shape == shape]
+    if kept != aux:
+        if kept:
+            nxdata.attrs["auxiliary_signals"] = kept
+        else:
+            del nxdata.attrs["auxiliary_signals"]
+        for name in set(aux) - set(kept):
+            del nxdata[name]
+    axes = [a.decode() if isinstance(a, bytes) else str(a) for a in nxdata.attrs.get("axes", [])]
+    for dim, name in enumerate(axes):
+        axis = nxdata.get(name) if name != "." else None
+        if isinstance(axis, h5py.Dataset) and (dim >= len(shape) or axis.ndim != 1
+                                                or axis.shape[0] != shape[dim]):
+            del nxdata[name]
+            if f"{name}_indices" in nxdata.attrs:
+                del nxdata.attrs[f"{name}_indices"]
+            axes[dim] = "."
+    if axes:
+        nxdata.attrs["axes"] = axes
+
+
 def set_grid_axes(nxdata: h5py.Group, axes: Sequence[tuple[str, np.ndarray, str]]) -> None:
     """Give a grid plot its coordinates: ``(name, 1D values, units)`` slow axis first."""
     names = list(nxdata.attrs["axes"])

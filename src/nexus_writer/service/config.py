@@ -9,6 +9,7 @@
 
     [sessions.other]
     redis = "redis://otherhost:6379"   # another Redis for this session
+    protocol = "blissdata"             # BLISS 2.x (default "auto": what the Redis speaks)
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..data.urls import redact_url
 from ..writer import WriterOptions
+from ..writer.blissdata_source import PROTOCOLS
 
 
 @dataclass
@@ -32,6 +35,8 @@ class SessionConfig:
     name: str
     redis: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: ``auto``, ``native`` or ``blissdata`` (the writer's ``--protocol``); None: auto.
+    protocol: str | None = None
 
 
 @dataclass
@@ -105,17 +110,20 @@ def load(path: str | Path) -> ServiceConfig:
         session_redis = table.pop("redis", None)
         if session_redis is not None and not isinstance(session_redis, str):
             raise ValueError(f"{where}: redis must be a URL string, not {session_redis!r}")
+        protocol = table.pop("protocol", None)
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise ValueError(f"{where}: protocol must be one of {PROTOCOLS}, not {protocol!r}")
         unknown = set(table) - set(defaults)
         if unknown:
             raise ValueError(f"{where}: unknown option(s) {sorted(unknown)}; "
-                             f"known: {sorted(defaults)} and redis")
+                             f"known: {sorted(defaults)}, redis and protocol")
         for key, value in table.items():
             _check_option(where, key, value, defaults[key])
         try:
             WriterOptions(**table)  # checks the values
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: {e}") from e
-        sessions[name] = SessionConfig(name, session_redis, table)
+        sessions[name] = SessionConfig(name, session_redis, table, protocol)
     return ServiceConfig(redis=redis, http=http, log=log, sessions=sessions)
 
 
@@ -140,6 +148,8 @@ def dump(config: ServiceConfig) -> str:
         lines.append(f"\n[sessions.{_toml_value(name)}]")
         if session.redis:
             lines.append(f"redis = {_toml_value(session.redis)}")
+        if session.protocol:
+            lines.append(f"protocol = {_toml_value(session.protocol)}")
         for key, value in session.options.items():
             lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
@@ -149,5 +159,8 @@ def save(config: ServiceConfig, path: str | Path) -> None:
     """Write ``config`` to ``path`` atomically (a running service never reads half a file)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dump(config))
+    text = dump(config)
+    tmp.write_text(text)
+    if redact_url(text) != text:  # a Redis password: for the owner's eyes only
+        tmp.chmod(0o600)
     tmp.replace(path)

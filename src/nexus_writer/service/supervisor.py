@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data.urls import URL_ENV, credentials, redact, redact_url, resolve_url
 from ..errors import NexusWriterError
 from . import config as cfg
 
@@ -51,10 +52,11 @@ def pidfile_of(config_path: str | Path) -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _writer_flags() -> dict[str, tuple[str, bool]]:
-    """Option name -> (command-line flag, is a switch), from the ``write`` command's
-    own parser, so that the names of the config file always match its flags
-    (``inactivity_timeout`` is ``--inactivity-timeout``)."""
+def _writer_flags() -> dict[str, tuple[str, bool, Any]]:
+    """Option name -> (command-line flag, is a switch, the value the switch sets),
+    from the ``write`` command's own parser, so that the names of the config file
+    always match its flags (``inactivity_timeout`` is ``--inactivity-timeout``,
+    ``master_files = false`` is ``--no-master-files``)."""
     import argparse
 
     from ..cli.main import add_writer_arguments
@@ -65,30 +67,47 @@ def _writer_flags() -> dict[str, tuple[str, bool]]:
     for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor
         if action.option_strings:
             switch = action.nargs == 0
-            flags[action.dest] = (action.option_strings[0], switch)
+            flags[action.dest] = (action.option_strings[0], switch, action.const)
     return flags
 
 
-def writer_command(session: cfg.SessionConfig, redis: str | None, log: str) -> list[str]:
-    """The command line of one session writer.
+def writer_command(session: cfg.SessionConfig, log: str, web: bool = False) -> list[str]:
+    """The command line of one session writer; ``web``: it serves its page on a free
+    loopback port (the service's page reads the files through it).  No Redis URL in
+    it: every local user can read a command line (``ps``); the URL goes in the
+    writer's environment (:func:`writer_env`).
 
     Raises ValueError for an option the ``write`` command does not have.
     """
+    # --standby: a session another writer serves (a manual one, a service on another
+    # host) is waited for, not fought over or restarted in a loop
     cmd = [sys.executable, "-m", "nexus_writer.cli.main", "write", session.name, "--no-live",
-           "--log", log]
-    if redis:
-        cmd += ["--redis", redis]
+           "--standby", "--log", log]
+    if session.protocol:
+        cmd += ["--protocol", session.protocol]
     flags = _writer_flags()
     for key, value in session.options.items():
         if key not in flags:
             raise ValueError(f"session {session.name!r}: the writer has no option {key!r}")
-        flag, switch = flags[key]
+        flag, switch, sets = flags[key]
         if switch:
-            if value:
+            if bool(value) == sets:
                 cmd.append(flag)
         else:
             cmd += [flag, str(value)]
+    if web:
+        cmd += ["--http", "127.0.0.1:0"]
     return cmd
+
+
+def writer_env(redis: str | None) -> dict[str, str]:
+    """The environment of a session writer: the service's, with ``REDIS_URL`` (password
+    included) when a URL is configured.  A process's environment is readable by its
+    owner only (``/proc/PID/environ`` is mode 0400)."""
+    env = dict(os.environ)
+    if redis:
+        env[URL_ENV] = redis
+    return env
 
 
 class SessionProcess:
@@ -99,11 +118,11 @@ class SessionProcess:
     """
 
     def __init__(self, session: cfg.SessionConfig, redis: str | None, log: str,
-                 after: "SessionProcess | None" = None):
+                 after: "SessionProcess | None" = None, web: bool = False):
         self.session = session
         self.redis = redis
         self.log = log
-        self.command = writer_command(session, redis, log)
+        self.command = writer_command(session, log, web)
         self.after = after
         self.process: subprocess.Popen | None = None
         #: Restarts since the service started (a counter: never goes down).
@@ -125,7 +144,8 @@ class SessionProcess:
             # Own process group: a Ctrl-C at the service's terminal reaches only the
             # service, which then stops each writer once (a second SIGINT would make
             # the writer abort its scans).
-            self.process = subprocess.Popen(self.command, start_new_session=True)
+            self.process = subprocess.Popen(self.command, start_new_session=True,
+                                            env=writer_env(self.redis))
         except OSError as e:
             logger.error("session %s: cannot start the writer (%s): %s", self.name,
                          self.command[0], e)
@@ -238,18 +258,24 @@ class SessionProcess:
         p = self.process
         return {"session": self.name, "pid": p.pid if p else None,
                 "alive": bool(p and p.poll() is None), "restarts": self.restarts,
-                "last_exit": self.last_exit, "stopping": self.stopping, "redis": self.redis}
+                "last_exit": self.last_exit, "stopping": self.stopping,
+                "redis": redact_url(self.redis) if self.redis else None}
 
 
 class Supervisor:
     """Runs the configured session writers until stopped."""
 
     def __init__(self, config_path: str | Path, redis: str | None = None,
-                 log: str | None = None, http_port: int | None = None):
+                 log: str | None = None, http_port: int | str | None = None,
+                 data_roots: list[str] | None = None, password_file: str | None = None):
         self.config_path = Path(config_path)
         self.redis = redis
+        #: Read at each (re)load: a changed password restarts the writers.
+        self.password_file = password_file
         self.log = log
+        #: The web page's port, or "HOST:PORT" (see nexus_writer.web.parse_address).
         self.http_port = http_port
+        self.data_roots = data_roots or []
         self.processes: dict[str, SessionProcess] = {}
         #: Writers being stopped (removed or reconfigured sessions).
         self.retiring: list[SessionProcess] = []
@@ -273,8 +299,9 @@ class Supervisor:
         try:
             new = cfg.load(self.config_path)
             log = self.log or new.log
-            commands = {name: writer_command(s, self.redis or new.redis_of(s), log)
-                        for name, s in new.sessions.items()}
+            web = self.http_port is not None or new.http is not None
+            commands = {name: writer_command(s, log, web) for name, s in new.sessions.items()}
+            urls = {name: self._url_of(new, s) for name, s in new.sessions.items()}
         except ValueError as e:
             logger.error("config not (re)loaded: %s", e)
             return
@@ -285,14 +312,23 @@ class Supervisor:
                 self._retire(self.processes.pop(name))
         for name, session in new.sessions.items():
             current = self.processes.get(name)
-            if current is not None and current.command != commands[name]:
+            if current is not None and (current.command != commands[name]
+                                        or current.redis != urls[name]):
                 logger.info("session %s: configuration changed, restarting its writer", name)
                 self._retire(self.processes.pop(name))
                 current = None
             if current is None:
                 previous = next((p for p in self.retiring if p.name == name), None)
-                self.processes[name] = SessionProcess(
-                    session, self.redis or new.redis_of(session), log, after=previous)
+                self.processes[name] = SessionProcess(session, urls[name], log,
+                                                      after=previous, web=web)
+
+    def _url_of(self, config: cfg.ServiceConfig, session: cfg.SessionConfig) -> str | None:
+        """A session's Redis URL, with the password of ``password_file`` (None: the
+        writer's default, ``$REDIS_URL`` inherited)."""
+        url = self.redis or config.redis_of(session)
+        if self.password_file:
+            return resolve_url(url, self.password_file)
+        return url
 
     def _retire(self, process: SessionProcess) -> None:
         process.begin_stop()
@@ -353,9 +389,9 @@ class Supervisor:
             if port is not None:
                 from .http import StatusServer
 
-                self._http = StatusServer(self, port).start()
-                logger.info("status on http://127.0.0.1:%d/status and /metrics",
-                            self._http.port)
+                self._http = StatusServer(self, port, roots=self.data_roots).start()
+                logger.info("status on %sstatus and /metrics; web page on %s",
+                            self._http.url, self._http.url)
             logger.info("NexusWriterService (pid %d): %d session(s) from %s", os.getpid(),
                         len(self.processes), self.config_path)
             while not self._stop.wait(0.25):
@@ -406,7 +442,7 @@ class Supervisor:
                 finally:
                     store.close()
             except Exception as e:  # noqa: BLE001 - status must answer even when Redis is away
-                entry["error"] = str(e)
+                entry["error"] = redact(str(e), *credentials(process.redis or ""))
             out["sessions"][name] = entry
         return out
 

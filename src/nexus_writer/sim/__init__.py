@@ -24,10 +24,12 @@ from .scans import PUBLISHER, Scan, ScanState
 from .sequence import Sequence
 from .session import ScanSaving, SimConfig, SimSession, default_devices
 from .some_scans import run_some_scans
+from .techniques import BeamCounter, add_technique_devices, technique_devices
 
 __all__ = [
-    "HDF5_DATA_PATH", "PUBLISHER", "Axis", "CameraAcquisition", "ChannelSpec", "Counter",
-    "GaussCounter", "PointContext", "SamplesCounter", "SamplingCounter", "Scan", "ScanSaving",
-    "ScanState", "Sequence", "SimCamera", "SimConfig", "SimDiode", "SimMca", "SimSession",
-    "SoftAxis", "TopMaster", "default_devices", "device_rng", "run_some_scans",
+    "HDF5_DATA_PATH", "PUBLISHER", "Axis", "BeamCounter", "CameraAcquisition", "ChannelSpec",
+    "Counter", "GaussCounter", "PointContext", "SamplesCounter", "SamplingCounter", "Scan",
+    "ScanSaving", "ScanState", "Sequence", "SimCamera", "SimConfig", "SimDiode", "SimMca",
+    "SimSession", "SoftAxis", "TopMaster", "add_technique_devices", "default_devices",
+    "device_rng", "run_some_scans", "technique_devices",
 ]

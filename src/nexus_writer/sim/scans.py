@@ -131,15 +131,14 @@ class Scan:
             "filename": self.filename,
             "images_path": self.images_path,
             "data_policy": saving.data_policy,
-            "proposal": saving.proposal,
-            "beamline": saving.beamline,
-            "collection": saving.collection,
-            "dataset": saving.dataset,
             "acquisition_chain": {tm.name: tm.chain_info() for tm in self.masters},
             "channels": channels,
             "devices": devices,
             "comments": [],
         }
+        if saving.data_policy == "ESRF":  # the data-policy fields (master files follow)
+            info.update(proposal=saving.proposal, beamline=saving.beamline,
+                        collection=saving.collection, dataset=saving.dataset)
         meta = s.scan_metadata()
         info.update(meta)
         info["scan_meta_categories"] = list(meta)

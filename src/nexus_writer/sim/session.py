@@ -45,6 +45,9 @@ class ScanSaving:
     {collection}_{dataset}/{collection}_{dataset}.h5``; camera files go to
     ``images_path(scan_nb)`` = ``.../{collection}_{dataset}/scan{scan_nb:04d}``.
     ``writer`` is "nexus" or "null" (null: scans are marked not to be saved).
+    ``data_policy`` "ESRF" puts ``proposal``, ``beamline``, ``collection`` and
+    ``dataset`` in each scan_info (the writer then adds the scans to the ESRF master
+    files); any other value (e.g. "none") leaves them out.
     """
 
     base_path: str

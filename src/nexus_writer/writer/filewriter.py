@@ -24,6 +24,8 @@ import numpy as np
 
 from ..errors import NexusWriterError
 from ..nexus.groups import open_file
+from .filelock import FileLockedError, WriterFileLock
+from .progress import ProgressRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,6 @@ SPACE_CHECK_PERIOD = 1.0
 #: middle of a flush leaves a file that cannot be opened again, while this reserve
 #: keeps what was written readable and holds the final status.
 MIN_FREE_BYTES = 2 << 20
-
-
-class FileLockedError(NexusWriterError, BlockingIOError):
-    """Another process holds an exclusive lock on the dataset file."""
 
 
 class DiskFullError(NexusWriterError, OSError):
@@ -142,6 +140,16 @@ class _Call:
 _CLOSE = object()
 
 
+class _FlushRequest:
+    """A caller waiting for what it queued before to be on disk: the requests of one
+    drained batch share one flush (scans ending together pay for one)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: Future = Future()
+
+
 class FileWriter:
     """Applies operations to one HDF5 file, in order, in its own thread."""
 
@@ -150,6 +158,7 @@ class FileWriter:
         self.flush_period = flush_period
         self._queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self._file: h5py.File | None = None
+        self._lock = WriterFileLock(path)
         self._dirty = False
         self._last_flush = time.monotonic()
         self.users = 0
@@ -184,7 +193,9 @@ class FileWriter:
     def flush(self) -> None:
         """Flush the file now (after what is queued) and wait; a failure is in
         :attr:`error`."""
-        self.call(lambda f: self._flush(force=True))
+        request = _FlushRequest()
+        self._queue.put(request)
+        request.future.result()
 
     def close(self) -> None:
         """Flush, close the file and end the thread once the queue is done."""
@@ -193,6 +204,17 @@ class FileWriter:
 
     # -- the file thread -----------------------------------------------------------
     def _open(self) -> h5py.File:
+        if self._file is None:
+            if not self._lock.held:
+                self._lock.acquire()  # before anything touches the file (or moves it aside)
+            try:
+                return self._open_file()
+            except BaseException:
+                self._lock.release()
+                raise
+        return self._file
+
+    def _open_file(self) -> h5py.File:
         if self._file is None:
             holder = lock_holder(self.path)
             if holder is not None:
@@ -237,13 +259,19 @@ class FileWriter:
                 except queue.Empty:
                     break
             ops, pending = pending, []
+            flushes: list[_FlushRequest] = []
             i = 0
             while i < len(ops):
                 op = ops[i]
                 if op is _CLOSE:
                     self._flush(force=True)
+                    self._resolve(flushes)
                     self._close()
                     return
+                if isinstance(op, _FlushRequest):  # after the rest of the batch
+                    flushes.append(op)
+                    i += 1
+                    continue
                 if isinstance(op, _Call):
                     self._do_call(op)
                     i += 1
@@ -256,7 +284,13 @@ class FileWriter:
                     j += 1
                 self._do_append(ops[i:j])
                 i = j
-            self._flush(force=False)
+            self._flush(force=bool(flushes))
+            self._resolve(flushes)
+
+    @staticmethod
+    def _resolve(flushes: list[_FlushRequest]) -> None:
+        for request in flushes:
+            request.future.set_result(None)
 
     def _sync_deferred(self) -> None:
         """Bring deferred (camera) datasets up to date."""
@@ -358,6 +392,8 @@ class FileWriter:
                 return
             self._dirty = False
             self._last_flush = now
+            # cheap: each listener snapshots what is durable now; the records are
+            # written to Redis by the pool's recorder thread, not here
             for listener in list(self.flush_listeners):
                 try:
                     listener()
@@ -371,6 +407,7 @@ class FileWriter:
             except Exception:  # noqa: BLE001
                 logger.exception("%s: close failed", self.path)
             self._file = None
+        self._lock.release()
 
 
 class FileWriterPool:
@@ -380,6 +417,8 @@ class FileWriterPool:
         self.flush_period = flush_period
         self._writers: dict[str, FileWriter] = {}
         self._lock = threading.Lock()
+        #: Writes the scans' durable progress to Redis (see :mod:`.progress`).
+        self.progress = ProgressRecorder()
 
     def acquire(self, path: str) -> FileWriter:
         with self._lock:
@@ -397,9 +436,30 @@ class FileWriterPool:
             del self._writers[writer.path]
         writer.close()
 
+    def read(self, path: str, fn: Callable[[h5py.File], Any], timeout: float = 30.0) -> Any:
+        """``fn(file)`` on a consistent view of ``path``, for readers in this process
+        (the web page): in the file thread of the writer that holds it (HDF5 shares one
+        open file per process, so that thread sees every operation whole, flushed or
+        not), else on the file opened read-only while no writer can open it.
+
+        Never opens a file for writing: a read-only handle held when a writer opens the
+        same file would make that open fail, hence the pool lock around it.
+        """
+        with self._lock:
+            writer = self._writers.get(path)
+            if writer is None:
+                with h5py.File(path, "r", locking=False) as f:
+                    return fn(f)
+            writer.users += 1
+        try:
+            return writer.call(fn, timeout)
+        finally:
+            self.release(writer)
+
     def close_all(self) -> None:
         with self._lock:
             writers = list(self._writers.values())
             self._writers.clear()
         for w in writers:
             w.close()
+        self.progress.close()

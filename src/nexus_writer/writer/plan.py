@@ -3,12 +3,16 @@ measurement names and plots.  Pure logic on scan_info and node definitions."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ..nexus import h5map
 from ..nexus.datasets import Grid
 from ..nexus.groups import entry_name, nexus_name, unique_name
+from ..nexus.metadata import instrument_names
 from ..nexus.plots import PlotSpec
 from .options import WriterOptions
 from .source import NodeInfo
@@ -29,9 +33,16 @@ class ChannelPlan:
     measurement: str
     nx_class: str
     motor: bool = False
+    #: Where the producer declared the data (blissdata ``hdf5_fallback`` ``data_path``,
+    #: relative to the file's root): the channel's data goes exactly there.
+    fixed: str | None = None
+    #: Attributes the producer's layout (h5maps) gives the dataset.
+    attrs: dict[str, Any] = dataclasses.field(default_factory=dict)  # ("field" is taken)
 
     @property
     def path(self) -> str:
+        if self.fixed is not None:
+            return "/" + self.fixed
         parts = [self.entry, "instrument", self.group] + ([self.subgroup] if self.subgroup else [])
         return "/" + "/".join(parts + [self.field])
 
@@ -46,8 +57,11 @@ class EntryPlan:
     top_master: str
     masters: set[str] = field(default_factory=set)
     channels: list[ChannelPlan] = field(default_factory=list)
-    groups: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (name, class)
+    # (kind, device or channel) -> (group name, NX_class)
+    groups: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     group_names: set[str] = field(default_factory=set)
+    #: Channel groups not named after their channel or device: name -> that name.
+    renamed: dict[str, str] = field(default_factory=dict)
     measurement_names: set[str] = field(default_factory=set)
     grid: Grid | None = None
     npoints: int = 0
@@ -78,6 +92,8 @@ class ScanPlan:
         grid = None
         if int(info.get("data_dim") or 1) == 2 and info.get("npoints1") and info.get("npoints2"):
             grid = Grid(slow=int(info["npoints2"]), fast=int(info["npoints1"]))
+        #: Names of NXinstrument that are the layout's (positioner snapshots, metadata).
+        self.reserved = instrument_names(info.get("instrument"))
         self.entries: dict[str, EntryPlan] = {}
         for k, tm in enumerate(top_masters, 1):
             plan = EntryPlan(entry_name(scan_nb, k), tm)
@@ -87,10 +103,25 @@ class ScanPlan:
                 plan.masters.update(str(c) for c in master.get(key) or ())
             plan.npoints = int(sub.get("npoints") or npoints)
             plan.grid = grid if k == 1 else None
+            # channel groups never take a name of the layout (renamed name_2...)
+            plan.group_names.update(self.reserved)
             self.entries[tm] = plan
         self._chain = chain
         self.plotselect = _plotselect(info)
         self.by_name: dict[str, ChannelPlan] = {}
+        #: The finished layout the producer gave for this file (BLISS ``h5maps``):
+        #: materialised as it is, each stream's data where it says.
+        self.h5map: Any = None
+        self.h5map_streams: dict[str, tuple[str, dict[str, Any]]] = {}
+        #: Names the layout gives in each entry (the writer adds nothing of those).
+        self.h5map_names: dict[str, set[str]] = {}
+        filename = info.get("filename")
+        if info.get("h5maps") and filename:
+            self.h5map = h5map.for_file(info["h5maps"], str(filename))
+        if self.h5map is not None:
+            self.h5map_streams = h5map.stream_paths(self.h5map)
+            for name, item in getattr(self.h5map, "children", {}).items():
+                self.h5map_names[name] = set(getattr(item, "children", {}))
 
     # -- classification ------------------------------------------------------------
     def entry_for(self, node: NodeInfo) -> EntryPlan:
@@ -123,7 +154,22 @@ class ScanPlan:
                 or self._device_type(self.device_of(node)) == "axis")
 
     def _is_timer(self, chan: ChannelPlan) -> bool:
-        return self._device_type(self.device_of(chan.node)) == "timer"
+        return (chan.node.info.get("device_type") == "timer"
+                or self._device_type(self.device_of(chan.node)) == "timer")
+
+    def declared_path(self, node: NodeInfo) -> str | None:
+        """The path the producer declared for the node's data in this scan's file
+        (blissdata ``hdf5_fallback``: its readers read trimmed points from there)."""
+        info = node.info
+        if info.get("plugin") != "hdf5_fallback" or not info.get("data_path"):
+            return None
+        filename = self.info.get("filename")
+        file_path = info.get("file_path")
+        if file_path and filename and (os.path.normpath(str(file_path))
+                                       != os.path.normpath(str(filename))):
+            return None  # another file: not this writer's to honour
+        path = str(info["data_path"]).strip("/")
+        return path if path and "/" in path else None
 
     def _device_has_spectra(self, device: str) -> bool:
         for ch in self.channels_info.values():
@@ -135,10 +181,21 @@ class ScanPlan:
     def add(self, node: NodeInfo) -> ChannelPlan:
         """Place a new channel or camera node."""
         entry = self.entry_for(node)
+        mapped = self.h5map_streams.get(node.name)
+        fixed = mapped[0] if mapped else self.declared_path(node)
+        if fixed is not None:
+            top, _, rest = fixed.partition("/")
+            entry = next((e for e in self.entries.values() if e.name == top), entry)
+            if rest.startswith("instrument/"):
+                entry.group_names.add(rest.split("/")[1])
         device, display = self.device_of(node), self.display_of(node)
         subgroup = None
         motor = False
-        if node.type == "lima":
+        if node.type == "json":
+            # events (JSON documents) are no detector data: a plain collection
+            kind, nx_class, fld = "json", "NXcollection", "data"
+            key, base, meas = ("json", node.name), display, display
+        elif node.type == "lima":
             # references kept as strings are no detector data: a plain collection
             strings = self.options.camera_mode(str(node.info.get("file_format"))) == "strings"
             kind, nx_class, fld = "camera", "NXcollection" if strings else "NXdetector", "data"
@@ -164,7 +221,11 @@ class ScanPlan:
                     # NXdetector data is NX_NUMBER: a flag (shutter open...) is no detector
                     nx_class = "NXcollection"
         if key not in entry.groups:
-            entry.groups[key] = (unique_name(nexus_name(base), entry.group_names), nx_class)
+            name = unique_name(nexus_name(base), entry.group_names)
+            entry.groups[key] = (name, nx_class)
+            if name != nexus_name(base) and fixed is None:
+                # taken by the layout or another channel (a declared path is as given)
+                entry.renamed[name] = str(key[1])
         group = entry.groups[key][0]
         main_taken = any(c.group == group and c.subgroup is None for c in entry.channels)
         spectra_group = kind == "detector" and key[1] != node.name and len(node.shape) == 0
@@ -173,7 +234,8 @@ class ScanPlan:
             subgroup = "values" if kind == "positioner" else "statistics"
             fld = nexus_name(display)
         plan = ChannelPlan(node, entry.name, kind, group, fld, subgroup,
-                           unique_name(nexus_name(meas), entry.measurement_names), nx_class, motor)
+                           unique_name(nexus_name(meas), entry.measurement_names), nx_class, motor,
+                           fixed, dict(mapped[1]) if mapped else {})
         entry.channels.append(plan)
         self.by_name[node.name] = plan
         return plan

@@ -7,6 +7,7 @@ scan is recorded FAILED with its reason in the log, the status and the file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -18,11 +19,14 @@ import h5py
 import numpy as np
 
 from ..errors import NexusWriterError
-from ..nexus import metadata
+from ..nexus import appdef, h5map, metadata
 from ..nexus.camera import CameraDataset
-from ..nexus.datasets import ChannelDataset, fill_value
-from ..nexus.groups import now_iso, require_group, soft_link, write_field
-from ..nexus.plots import set_grid_axes, write_plot
+from ..nexus.datasets import ChannelDataset, JsonDataset, fill_value
+from ..nexus.groups import (later_entry, nexus_name, now_iso, nx_class_of, require_group, soft_link,
+                             unique_name, write_field)
+from ..nexus.plots import fit_plot, set_grid_axes, write_plot
+from ..nexus.validate import defined_fields
+from . import masterfiles
 from .filewriter import FileWriter, FileWriterPool, Target
 from .options import WriterOptions
 from .plan import ChannelPlan, EntryPlan, ScanPlan
@@ -46,27 +50,9 @@ class EntryExistsError(NexusWriterError, FileExistsError):
     """The scan's entry is already in the file: never overwritten."""
 
 
-def _entry_order(name: str) -> tuple[int, int] | None:
-    """``"12.2"`` -> ``(12, -2)``: later scans first, then the first top master."""
-    number, _, index = name.partition(".")
-    try:
-        return int(number), -int(index)
-    except ValueError:
-        return None
-
-
-def _shown_before(current: Any, candidate: str, f: h5py.File) -> bool:
-    """Whether the root ``@default`` should move from ``current`` to entry ``candidate``.
-
-    Scans of one file are written in parallel and finish in any order: the file
-    shows the latest scan, not the last one whose plots happened to be written.
-    """
-    if isinstance(current, bytes):
-        current = current.decode()
-    if not current or current not in f:
-        return True
-    old, new = _entry_order(str(current)), _entry_order(candidate)
-    return old is None or new is None or new >= old
+def decode_text(value: Any) -> Any:
+    """A value read back from HDF5 as written again (bytes -> str)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class ScanWriter:
@@ -89,6 +75,9 @@ class ScanWriter:
         self.published: dict[str, int] | None = None
         self.end_reason: str | None = None
         self.problems: list[str] = []
+        #: What was not written beside the scan's data (master files, application
+        #: definition): reported, but the scan is not failed for it.
+        self.warnings: list[str] = []
         self.children: list[tuple[int, str]] = []
         self.started = time.time()
         self.finished: float | None = None
@@ -101,6 +90,7 @@ class ScanWriter:
         #: Resuming a file this scan's writer left unfinished (crash, kill -9).
         self.resumed = False
         self._position: dict[str, int] = {}
+        self._ref_nodes: set[str] = set()  # the children streams of a sequence
 
     # -- public --------------------------------------------------------------------
     @property
@@ -136,7 +126,9 @@ class ScanWriter:
         return {"scan": self.source.number, "key": self.source.key,
                 "title": str(self.info.get("title", "")), "state": self.state.name,
                 "reason": self.saving.reason, "file": self.filename, "entries": self.entries,
-                "channels": channels, "problems": list(self.problems)}
+                "channels": channels, "problems": list(self.problems),
+                "warnings": list(self.warnings),
+                "started": self.started, "finished": self.finished}
 
     # -- the scan thread -----------------------------------------------------------
     def run(self) -> None:
@@ -152,7 +144,9 @@ class ScanWriter:
                 try:
                     self._finalize()
                 except Exception:  # noqa: BLE001
-                    logger.exception("%s: could not record the failure in the file", self.label)
+                    logger.exception("%s: could not record the failure in the file the "
+                                     "normal way; recording the bare status", self.label)
+                    self._record_final_status()
         finally:
             if self._fw is not None:
                 if self._on_flush in self._fw.flush_listeners:
@@ -160,6 +154,7 @@ class ScanWriter:
                 self.pool.release(self._fw)
                 self._fw = None
             self.finished = time.time()
+            self.pool.progress.discard(self.source.key)
             self._report_final()
             self._changed()
 
@@ -178,7 +173,8 @@ class ScanWriter:
         channels = {name: {"written": t.points, "published": (self.published or {}).get(name)}
                     for name, t in self.targets.items()}
         detail = dict(file=self.filename, entries=self.entries, channels=channels,
-                      problems=self.problems, end_reason=self.end_reason)
+                      problems=self.problems, warnings=self.warnings,
+                      end_reason=self.end_reason)
         patience = self.options.inactivity_timeout or FINAL_REPORT_PATIENCE
         deadline = time.monotonic() + patience
         attempt = 0
@@ -203,14 +199,12 @@ class ScanWriter:
                 return
 
     def _on_flush(self) -> None:
-        """In the file thread, after a flush: what is durable, for a resume."""
+        """In the file thread, after a flush: what is durable, for a resume (written to
+        Redis by the pool's recorder, not in the file thread)."""
         flushed = {name: t.written for name, t in self.targets.items()
                    if t.error is None and not isinstance(t.writer, CameraDataset)}
-        if flushed:
-            try:
-                self.source.save_progress(flushed)
-            except Exception as e:  # noqa: BLE001
-                logger.debug("%s: progress not recorded: %s", self.label, e)
+        if flushed and not self.state.final:
+            self.pool.progress.note(self.source.key, self.source.save_progress, flushed)
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -245,16 +239,29 @@ class ScanWriter:
                         f"{self.label}: writer stopped while Redis was unreachable") from e
 
     def _run(self) -> None:
+        early = getattr(self.source, "early_destination", None)
+        filename = early() if early is not None else None
+        if filename:
+            # BLISS 2.x waits for its writer to be running before it prepares the scan,
+            # whose info is complete only then: the file named from the start is
+            # checked now, and the scan is RUNNING while the info is awaited.
+            self.filename = filename
+            self._check_destination(filename)
+            self.saving.run()
+            self._changed()
         self.info = info = self._read_info()
-        if not info.get("save", True) or str(info.get("data_writer", "nexus")) != "nexus":
-            self.saving.skip(f"not saved by this writer (save={info.get('save', True)}, "
-                             f"data_writer={info.get('data_writer')!r})")
+        skip = self.source.skip_reason(info)
+        if skip:
+            self.saving.skip(skip)
             logger.info("%s: skipped (%s)", self.label, self.saving.reason)
             return  # reported by run()
         filename = info.get("filename")
         if not filename:
             raise SavingError(f"{self.label}: scan_info has no 'filename'; nothing to write to")
-        self.filename = str(filename)
+        try:  # absolute in every report, status and file field
+            self.filename = self.options.resolve(str(filename))
+        except ValueError as e:
+            raise SavingError(f"{self.label}: {e}") from e
         self._check_destination(self.filename)
         try:
             self.plan = ScanPlan(self.source.number, info, self.options)
@@ -278,7 +285,8 @@ class ScanWriter:
         self.received.update(self._position)
         self._fw.flush_listeners.append(self._on_flush)
         self._report("READY", file=self.filename, entries=self.entries)
-        self.saving.run()
+        if self.state == ScanState.STARTING:
+            self.saving.run()
         self._fw.submit(lambda f: self._write_status(f, ScanState.RUNNING))
         self._report("RUNNING", file=self.filename, entries=self.entries)
         logger.info("%s: writing %s into %s", self.label, ", ".join(self.entries), self.filename)
@@ -302,8 +310,8 @@ class ScanWriter:
                         self._on_data(event.node, event.first_index, event.refs)
                     elif isinstance(event, NodeAdded):
                         self._on_node(event)
-                    elif isinstance(event, ChildScans):
-                        self.children.extend(event.scans)
+                    elif isinstance(event, ChildScans):  # once each, also when read again
+                        self.children.extend(c for c in event.scans if c not in self.children)
                     elif isinstance(event, SourceError):
                         self._problem(event.message)
                     elif isinstance(event, ScanEnded):
@@ -333,6 +341,11 @@ class ScanWriter:
 
     def _problem(self, message: str) -> None:
         self.problems.append(message)
+        logger.warning("%s: %s", self.label, message)
+
+    def _warn(self, message: str) -> None:
+        """Something beside the scan's data not written (the scan is not failed)."""
+        self.warnings.append(message)
         logger.warning("%s: %s", self.label, message)
 
     # -- checks --------------------------------------------------------------------
@@ -366,16 +379,38 @@ class ScanWriter:
         for name in existing:
             if "end_time" in f[name]:  # finished, not reported: finished again below
                 del f[name]["end_time"]
+        layout = self.plan.h5map
+        if layout is not None:  # the producer's layout first: it wins
+            h5map.materialise(f, layout, replace=not self.resumed)
         for entry in self.plan.entries.values():
-            if entry.name in f:
+            if entry.name in existing:
                 continue
-            group = require_group(f, entry.name, "NXentry")
-            write_field(group, "title", str(self.info.get("title", "")))
-            write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
-            require_group(group, "instrument", "NXinstrument")
-            require_group(group, "measurement", "NXcollection")
+            group = f.get(entry.name)
+            if not isinstance(group, h5py.Group):
+                group = require_group(f, entry.name, "NXentry")
+            # this writer's own items, where the producer's layout has none
+            if "title" not in group:
+                write_field(group, "title", str(self.info.get("title", "")))
+            if "start_time" not in group:
+                write_field(group, "start_time", str(self.info.get("start_time") or now_iso()))
+            if "instrument" not in group:
+                require_group(group, "instrument", "NXinstrument")
+            if "measurement" not in group:
+                require_group(group, "measurement", "NXcollection")
             metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
         self._link_to_sequence(f)
+        if self.options.master_files:
+            self._link_to_masters(f)
+
+    def _link_to_masters(self, f: h5py.File) -> None:
+        """The entries in the ESRF master files, as soon as they exist on disk."""
+        assert self.plan is not None and self.filename is not None
+        masters = masterfiles.master_files(self.info, self.filename)
+        if not masters:
+            return
+        f.flush()  # a reader following a master's link finds the entry
+        for warning in masterfiles.link_scan(masters, self.filename, self.entries):
+            self._warn(warning)
 
     def _own_entry(self, entry: h5py.Group) -> bool:
         """Whether ``entry`` was started for this very scan: unfinished (a writer died
@@ -457,6 +492,7 @@ class ScanWriter:
     def _on_node(self, event: NodeAdded) -> None:
         node = event.node
         if node.type == "node_ref_channel":
+            self._ref_nodes.add(node.name)
             return
         assert self.plan is not None and self._fw is not None
         if node.name in self.targets:  # announced again after a resume
@@ -474,7 +510,20 @@ class ScanWriter:
             except Exception as e:  # noqa: BLE001 - this channel is flagged, others go on
                 target.fail(e)
                 return
-            soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
+            original = entry.renamed.get(chan.group)
+            main = f.get(chan.path)
+            if original is not None and isinstance(main, h5py.Dataset):
+                # the name the group would have had (NeXus defines no group attribute
+                # for it; a field's attributes are free)
+                main.attrs["original_name"] = original
+            mapped = self.plan is not None and chan.node.name in self.plan.h5map_streams
+            if mapped and isinstance(target.writer, ChannelDataset):
+                dset = target.writer.dset
+                if "units" not in chan.attrs and not dset.attrs.get("units"):
+                    del dset.attrs["units"]  # exactly the attributes the layout gives
+                dset.attrs.update(chan.attrs)
+            if self.plan is not None and self.plan.h5map is None:
+                soft_link(f[chan.entry]["measurement"], chan.measurement, chan.path)
             self._created.add(chan.path)
 
         self._fw.submit(create)
@@ -493,24 +542,61 @@ class ScanWriter:
         assert self._fw is not None
         self._fw.submit(plots)
 
+    @staticmethod
+    def _declared_group(f: h5py.File, chan: ChannelPlan) -> tuple[h5py.Group, str]:
+        """The parent group of a channel whose path the producer declared, created
+        as needed (groups there already are taken as they are), and the field name."""
+        assert chan.fixed is not None
+        parts = chan.fixed.split("/")
+        group: h5py.Group = f
+        for depth, part in enumerate(parts[:-1]):
+            child = group.get(part)
+            if child is None:
+                if depth == 0:
+                    nx_class = "NXentry"
+                elif depth == 1 and part == "instrument":
+                    nx_class = "NXinstrument"
+                elif depth == len(parts) - 2 and parts[-1] in defined_fields(chan.nx_class):
+                    nx_class = chan.nx_class
+                else:  # a name the class does not define: a plain collection
+                    nx_class = "NXcollection"
+                child = require_group(group, part, nx_class)
+            elif not isinstance(child, h5py.Group):
+                raise TypeError(f"{child.name} is not a group: no place for {chan.fixed}")
+            elif (depth == len(parts) - 2 and nx_class_of(child) in ("NXdetector", "NXpositioner")
+                  and parts[-1] not in defined_fields(nx_class_of(child) or "")):
+                child.attrs["NX_class"] = "NXcollection"  # one more undefined name
+            group = child
+        return group, parts[-1]
+
     def _create_dataset(self, f: h5py.File, chan: ChannelPlan, entry: EntryPlan) -> Any:
-        instrument = f[chan.entry]["instrument"]
-        group = require_group(instrument, chan.group, chan.nx_class)
-        if chan.subgroup:
-            group = require_group(group, chan.subgroup, "NXcollection")
+        if chan.fixed is not None:
+            group, name = self._declared_group(f, chan)
+        else:
+            instrument = f[chan.entry]["instrument"]
+            group = require_group(instrument, chan.group, chan.nx_class)
+            if chan.subgroup:
+                group = require_group(group, chan.subgroup, "NXcollection")
+            name = chan.field
         node = chan.node
         units = node.unit or ""
         if chan.kind == "camera":
             fmt = str(node.info.get("file_format", "hdf5"))
-            return CameraDataset(group, chan.field, self.options.camera_mode(fmt), node.shape,
+            return CameraDataset(group, name, self.options.camera_mode(fmt), node.shape,
                                  node.dtype, int(node.info.get("frames_per_file", 1)), fmt,
                                  self.options.compression,
                                  min_interval=self.options.flush_period)
-        grid = entry.grid if self.options.keepshape else None
-        existing = group.get(chan.field)
+        # a declared path holds the points flat: blissdata readers index them so
+        if chan.kind == "json":
+            existing = group.get(name)
+            if self.resumed and isinstance(existing, h5py.Dataset):
+                return JsonDataset(existing)
+            return JsonDataset.create(group, name, entry.npoints)
+        grid = entry.grid if self.options.keepshape and chan.fixed is None else None
+        existing = group.get(name)
         if self.resumed and isinstance(existing, h5py.Dataset):
             return ChannelDataset(existing, node.shape, grid)
-        return ChannelDataset.create(group, chan.field, node.dtype, node.shape, entry.npoints,
+        return ChannelDataset.create(group, name, node.dtype, node.shape, entry.npoints,
                                      self.options.compression, grid=grid, units=units)
 
     def _write_plots(self, f: h5py.File, entry: EntryPlan) -> None:
@@ -518,20 +604,27 @@ class ScanWriter:
         specs = self.plan.plots(entry)
         group = f[entry.name]
         ready = []
+        flat = {c.path for c in entry.channels if c.fixed is not None}  # never a grid
         for spec in specs:
             if all(path in self._created for _, path in spec.signals):
-                if self.options.keepshape and spec.grid is not None:
+                if (self.options.keepshape and spec.grid is not None
+                        and not any(path in flat for _, path in spec.signals)):
                     spec.grid = None  # the data is a grid already
                 ready.append(spec)
+        taken = self.plan.h5map_names.get(entry.name, set())
+        ready = [spec for spec in ready if spec.name not in taken]  # the layout's own
         shown = repr(ready)
         if self._plots_written.get(entry.name) == shown:
             return  # the plots in the file show exactly this already
         for spec in ready:
             write_plot(group, spec)
         self._plots_written[entry.name] = shown
-        if specs and specs[0].name in group:
-            group.attrs["default"] = specs[0].name
-            if _shown_before(f.attrs.get("default"), entry.name, f):
+        if ready and ready[0].name in group:
+            group.attrs["default"] = ready[0].name
+            current = f.attrs.get("default")
+            if isinstance(current, bytes):
+                current = current.decode()
+            if not current or current not in f or later_entry(entry.name, current):
                 f.attrs["default"] = entry.name
 
     def _channel_failed(self, name: str, exc: BaseException) -> None:
@@ -572,6 +665,40 @@ class ScanWriter:
                    f"({self.saving.reason})" if self.saving.reason else
                    f"-> {self.filename}::{','.join(self.entries)}")
 
+    def _record_final_status(self) -> None:
+        """Last resort when finalizing failed: ``writer/status`` FAILED with the reason,
+        then ``end_time``, in every entry, each step on its own, so that the file never
+        stays RUNNING while Redis says FAILED."""
+        assert self.plan is not None
+        if self._fw is None:
+            return
+        reason = self.saving.reason or "finalizing failed"
+
+        def record(f: h5py.File) -> None:
+            assert self.plan is not None
+            for entry in self.plan.entries.values():
+                group = f.get(entry.name)
+                if not isinstance(group, h5py.Group):
+                    continue
+                try:
+                    metadata.write_writer_status(group, ScanState.FAILED.name, reason)
+                except Exception as e:  # noqa: BLE001 - end_time must still be written
+                    logger.error("%s: %s: writer status not recorded: %s", self.label,
+                                 entry.name, e)
+                try:
+                    if "end_time" not in group:
+                        write_field(group, "end_time", now_iso())
+                except Exception as e:  # noqa: BLE001
+                    logger.error("%s: %s: end_time not recorded: %s", self.label,
+                                 entry.name, e)
+
+        try:
+            self._fw.call(record)
+            self._fw.flush()
+        except Exception as e:  # noqa: BLE001 - the file cannot be written at all
+            logger.error("%s: final status not recorded in %s: %s", self.label,
+                         self.filename, e)
+
     @staticmethod
     def _sync(f: h5py.File) -> None:
         return None
@@ -609,23 +736,55 @@ class ScanWriter:
             "points_written": [self.targets[n].points for n in names] or [0],
             "points_published": [(self.published or {}).get(n, -1) for n in names] or [0],
         }
+        layout = None
+        ends: dict[str, tuple[Any, dict[str, Any]]] = {}  # the layout's end times
+        if self.plan.h5map is not None:
+            try:  # the final layout (end time, end positions...)
+                layout = h5map.for_file(info.get("h5maps"), str(self.filename))
+            except ValueError as e:
+                self._problem(f"final h5map not materialised: {e}")
+            try:
+                if layout is not None:
+                    h5map.materialise(f, layout)
+                    for entry in self.plan.entries.values():  # "finished" for readers:
+                        end = f[entry.name].get("end_time")  # written last, below
+                        if isinstance(end, h5py.Dataset):
+                            ends[entry.name] = (end[()], dict(end.attrs))
+                            del f[entry.name]["end_time"]
+                self._write_mapped_children(f)
+            except (ValueError, TypeError, OSError, KeyError) as e:
+                self._problem(f"final h5map not materialised: {type(e).__name__}: {e}")
         for entry in self.plan.entries.values():
             group = f[entry.name]
             instrument = group["instrument"]
             self._write_plots(f, entry)
             if entry.grid is not None:
                 self._grid_axes(f, entry)
+            for spec in self.plan.plots(entry):
+                if spec.name in self.plan.h5map_names.get(entry.name, ()):
+                    continue  # the layout's own item
+                plot = group.get(spec.name)
+                if isinstance(plot, h5py.Group):
+                    fit_plot(plot)
+            # with the producer's layout (h5maps), only this writer's status and plots
+            esrf = self.plan.h5map is None
             positioners = info.get("positioners")
-            if isinstance(positioners, Mapping):
-                metadata.write_positioners(instrument, positioners)
-            for cat in info.get("scan_meta_categories") or ():
+            if esrf and isinstance(positioners, Mapping):
+                try:  # a path the producer declared may hold a snapshot's name
+                    metadata.write_positioners(instrument, positioners)
+                except (ValueError, TypeError) as e:
+                    self._warn(f"positioner snapshots not written: {e}")
+            for cat in (info.get("scan_meta_categories") or ()) if esrf else ():
                 tree = info.get(cat)
                 if isinstance(tree, Mapping) and tree:
+                    if nexus_name(str(cat)) == "instrument":
+                        tree = self._apart_from_channels(tree, entry)
                     try:
                         metadata.write_category(group, cat, tree)
                     except Exception as e:  # noqa: BLE001 - metadata must not lose the data
                         self._problem(f"metadata category {cat!r} not written: {e}")
-            metadata.write_comments(group, info.get("comments") or ())
+            if esrf:
+                metadata.write_comments(group, info.get("comments") or ())
             if self.children and entry is next(iter(self.plan.entries.values())):
                 subscans = require_group(group, "subscans", "NXcollection")
                 for number, _ in self.children:
@@ -635,10 +794,75 @@ class ScanWriter:
                     else:  # not written yet (or elsewhere): a child links itself (below)
                         logger.debug("%s: child scan %d has no entry in %s yet", self.label,
                                      number, self.filename)
+            if entry is next(iter(self.plan.entries.values())):
+                self._write_application(group)
             if self.problems:  # in the file too, not only in the log
                 extra["problems"] = list(self.problems)
+            if self.warnings:
+                extra["warnings"] = list(self.warnings)
             metadata.write_writer_status(group, outcome.name, self.saving.reason, extra)
-            write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+            if entry.name in ends:
+                value, attrs = ends[entry.name]
+                write_field(group, "end_time", decode_text(value), **attrs)
+            elif self.plan.h5map is None or "end_time" not in group:
+                write_field(group, "end_time", str(info.get("end_time") or now_iso()))
+
+    def _write_mapped_children(self, f: h5py.File) -> None:
+        """A sequence's children stream placed by the layout: one JSON event per child
+        (``{"key", "scan_number"}``, as published), in order."""
+        assert self.plan is not None
+        for name in self._ref_nodes:
+            mapped = self.plan.h5map_streams.get(name)
+            if mapped is None:
+                continue
+            path, attrs = mapped
+            parent, _, field_name = path.rpartition("/")
+            events = [json.dumps({"key": key, "scan_number": number})
+                      for number, key in self.children]
+            dset = write_field(f.require_group("/" + parent), field_name, events or [""])
+            if not events:
+                del f["/" + parent][field_name]
+                dset = f["/" + parent].create_dataset(field_name, shape=(0,),
+                                                      dtype=h5py.string_dtype())
+            dset.attrs.update(attrs)
+
+    @staticmethod
+    def _apart_from_channels(tree: Mapping[str, Any], entry: EntryPlan) -> dict[str, Any]:
+        """The ``instrument`` metadata category with the keys that name a channel group
+        (metadata completed after the start) renamed ``key_2``...: metadata never
+        merges into a channel's group."""
+        channels = {name for name, _ in entry.groups.values()}
+        taken = set(entry.group_names)
+        renamed: dict[str, str] = {}
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            name, at, attr = str(key).partition("@")
+            if name and nexus_name(name) in channels:
+                if name not in renamed:
+                    renamed[name] = unique_name(nexus_name(name), taken)
+                    logger.debug("instrument metadata %r written as %r (a channel's name)",
+                                 name, renamed[name])
+                key = renamed[name] + at + attr
+            out[key] = value
+        return out
+
+    def _write_application(self, group: h5py.Group) -> None:
+        """The application definition of the scan's technique, if it names one, in
+        the first entry; a scan that cannot satisfy it gets a warning."""
+        assert self.plan is not None
+        try:
+            template = appdef.select_template(self.info, self.options.technique)
+            if template is None:
+                return
+            channels = [appdef.ChannelRef(c.node.name, self.plan.display_of(c.node),
+                                          self.plan.device_of(c.node), c.kind, c.path)
+                        for c in self.plan.entries[next(iter(self.plan.entries))].channels
+                        if c.path in self._created]
+            roles = appdef.resolve(template, channels)
+            sub = appdef.write_subentry(group, template, roles, self.info)
+            logger.info("%s: %s written in %s", self.label, template.definition, sub.name)
+        except appdef.AppDefError as e:
+            self._warn(str(e))
 
     def _grid_axes(self, f: h5py.File, entry: EntryPlan) -> None:
         """Coordinates of a mesh plot, from the motor data: fast axis is dim 1."""
@@ -650,7 +874,7 @@ class ScanWriter:
         grid = entry.grid
         fast_data = f[fast.path]
         slow_data = f[slow.path]
-        if self.options.keepshape:
+        if fast_data.ndim == 2 and slow_data.ndim == 2:  # keepshape: stored as the grid
             fast_values, slow_values = fast_data[0, :], slow_data[:, 0]
         else:
             fast_values = fast_data[:grid.fast]

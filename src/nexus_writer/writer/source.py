@@ -108,6 +108,9 @@ class ScanSource(Protocol):
     def position(self) -> dict[str, int]:
         """Next point index per node name, after the last event yielded."""
 
+    def skip_reason(self, info: Mapping[str, Any]) -> str | None:
+        """Why this writer does not save the scan of ``info`` (None: it does)."""
+
     def report(self, state: str, reason: str = "", **detail: Any) -> None:
         """Tell the acquisition side how saving goes (READY, RUNNING, SUCCEEDED...)."""
 
@@ -131,6 +134,12 @@ class RedisScanSource:
 
     def report(self, state: str, reason: str = "", **detail: Any) -> None:
         self._reporter.report(state, reason, **detail)
+
+    def skip_reason(self, info: Mapping[str, Any]) -> str | None:
+        if not info.get("save", True) or str(info.get("data_writer", "nexus")) != "nexus":
+            return (f"not saved by this writer (save={info.get('save', True)}, "
+                    f"data_writer={info.get('data_writer')!r})")
+        return None
 
     def save_progress(self, flushed: Mapping[str, int]) -> None:
         self._reporter.progress(flushed)

@@ -52,7 +52,7 @@ class SavingState:
         self._move(ScanState.FAILED, (ScanState.STARTING, ScanState.RUNNING), reason)
 
     def skip(self, reason: str) -> None:
-        self._move(ScanState.SKIPPED, (ScanState.STARTING,), reason)
+        self._move(ScanState.SKIPPED, (ScanState.STARTING, ScanState.RUNNING), reason)
 
     def __repr__(self) -> str:
         return f"<{self.label}: {self.state.name} {self.reason}>"
