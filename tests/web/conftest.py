@@ -7,28 +7,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
+from tests.waiting import wait_for  # noqa: F401 - the web tests import it from here
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``predicate()``'s first true value, polled until ``timeout`` s; fails naming
-    ``what`` it waited for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Client:

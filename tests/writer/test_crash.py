@@ -91,20 +91,6 @@ class WriterProcess:
         return self.log.read_text() if self.log.exists() else ""
 
 
-@pytest.fixture
-def writer_process(redis_url, tmp_path):
-    processes: list[WriterProcess] = []
-
-    def make(session: str = SESSION) -> WriterProcess:
-        wp = WriterProcess(redis_url, tmp_path / f"writer_{len(processes)}.log", session)
-        processes.append(wp)
-        return wp
-
-    yield make
-    for wp in processes:
-        wp.close()
-
-
 def as_written(store: DataStore, key: str, state: ScanState) -> Any:
     """What :func:`check_scan` needs of a ScanWriter, for a scan that another process
     wrote: its state, file and entries (one per top master of the scan_info's chain)."""

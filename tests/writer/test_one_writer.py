@@ -18,21 +18,7 @@ from nexus_writer.data.lease import LeaseHeldError, lease_holder
 from nexus_writer.data.saving import reports
 from nexus_writer.writer import SessionWriter
 
-from .test_crash import SESSION, WriterProcess, _wait_progress, assert_saved_whole
-
-
-@pytest.fixture
-def writer_process(redis_url, tmp_path):
-    processes: list[WriterProcess] = []
-
-    def make(session: str = SESSION) -> WriterProcess:
-        wp = WriterProcess(redis_url, tmp_path / f"writer_{len(processes)}.log", session)
-        processes.append(wp)
-        return wp
-
-    yield make
-    for wp in processes:
-        wp.close()
+from .test_crash import SESSION, _wait_progress, assert_saved_whole
 
 
 def _states(store, key: str) -> list[str]:

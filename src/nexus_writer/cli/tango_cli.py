@@ -104,7 +104,8 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from ..tango.register import DEFAULT_MEMBER, redacted, register_blisswriter
+    from ..data.urls import redact_url as redacted
+    from ..tango.register import DEFAULT_MEMBER, register_blisswriter
 
     if not args.redis:
         raise ValueError("--redis URL is required (or the REDIS_URL environment variable)")

@@ -38,36 +38,20 @@ logger = logging.getLogger(__name__)
 #: Seconds a lease lives without renewal: a dead writer's session is free after this.
 LEASE_TTL = 10.0
 
-# KEYS[1] lease key; ARGV[1] holder id, ARGV[2] document, ARGV[3] ttl ms.
-# Renews our own lease, or takes it back when it vanished (Redis restarted empty);
-# returns the current document otherwise (somebody else holds it).
-_RENEW = """
+# KEYS[1] lease key; ARGV[1] the holder id that may be replaced, ARGV[2] our document,
+# ARGV[3] ttl ms.  Sets our lease when there is none (Redis restarted empty) or when
+# the holder is ARGV[1]: ourselves (a renewal) or a holder known dead (a take-over);
+# returns 1, else the current document (somebody else holds it).
+_CLAIM = """
 local current = redis.call('GET', KEYS[1])
-if current == false then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
+if current ~= false then
+  local ok, doc = pcall(cjson.decode, current)
+  if not (ok and type(doc) == 'table' and doc['id'] == ARGV[1]) then
+    return current
+  end
 end
-local ok, doc = pcall(cjson.decode, current)
-if ok and type(doc) == 'table' and doc['id'] == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
-end
-return current
-"""
-# KEYS[1] lease key; ARGV[1] the dead holder's id, ARGV[2] document, ARGV[3] ttl ms.
-# Takes the lease of a holder known dead, only if it still holds it.
-_TAKE_OVER = """
-local current = redis.call('GET', KEYS[1])
-if current == false then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-local ok, doc = pcall(cjson.decode, current)
-if ok and type(doc) == 'table' and doc['id'] == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 """
 # KEYS[1] lease key; ARGV[1] holder id. Deletes the lease only if it is ours.
 _RELEASE = """
@@ -159,9 +143,8 @@ class SessionLease:
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._renew = store.redis.register_script(_RENEW)
+        self._claim = store.redis.register_script(_CLAIM)
         self._release = store.redis.register_script(_RELEASE)
-        self._take_over = store.redis.register_script(_TAKE_OVER)
 
     @property
     def key(self) -> str:
@@ -184,7 +167,7 @@ class SessionLease:
                     break
             holder = LeaseHolder.decode(raw)
             if holder.id != self.me.id and holder.dead_here():
-                if self._take_over(keys=[self.key], args=[holder.id, self._document(), ms]):
+                if self._claim(keys=[self.key], args=[holder.id, self._document(), ms]) == 1:
                     logger.warning("session %s: the writer that held it (%s) is dead: "
                                    "taking over", self.session, holder)
                     holder = self.me
@@ -235,7 +218,7 @@ class SessionLease:
     def renew(self) -> bool:
         """Renew now; False (and :attr:`lost` set) if another writer holds the lease."""
         with connection_lost(f"session {self.session!r} lease"):
-            result: Any = self._renew(keys=[self.key], args=[
+            result: Any = self._claim(keys=[self.key], args=[
                 self.me.id, self._document(), int(self.ttl * 1000)])
         if result == 1:
             return True

@@ -30,7 +30,7 @@ from tango.server import Device, attribute, command, device_property
 from ..data.saving import writer_present
 from ..data.walk import connection_lost
 from ..writer import SessionWriter
-from .register import redacted
+from ..data.urls import redact_url as redacted
 
 logger = logging.getLogger(__name__)
 

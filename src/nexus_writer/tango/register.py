@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import tango
@@ -17,19 +16,6 @@ DEFAULT_INSTANCE = "default"
 DEFAULT_DOMAIN = "id00"
 DEFAULT_FAMILY = "blisswriter"
 DEFAULT_MEMBER = "default"
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password: what logs, status and errors may show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _database(host: str | None = None, port: int | None = None) -> "tango.Database":

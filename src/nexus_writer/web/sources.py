@@ -9,19 +9,16 @@ with :func:`snapshot`.
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import Any, Iterable, Protocol
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):"
-                           r"(?P<password>[^@/\s]+)@")
-
+from ..data.urls import redact_url
 
 def mask(value: Any) -> Any:
-    """``value`` with the password of every URL in it (``redis://user:pw@host``)
-    replaced by ``***``, in nested dicts and lists too."""
+    """``value`` with the credentials of every Redis URL in it masked
+    (:func:`nexus_writer.data.urls.redact_url`), in nested dicts and lists too."""
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+        return redact_url(value)
     if isinstance(value, dict):
         return {k: mask(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -163,14 +163,18 @@ class SessionWriter:
                     since = iterator.last_id
                 return
             except ConnectionError as e:
-                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-                attempt += 1
-                logger.warning("session %s: %s; reconnecting in %.1f s", self.session,
-                               _without(str(e), f"session {self.session!r}: "), delay)
-                self._stop_listening.wait(delay)
+                attempt = self._reconnect_later(attempt, e)
             except Exception:  # noqa: BLE001
                 logger.exception("session %s: listener failed", self.session)
                 raise
+
+    def _reconnect_later(self, attempt: int, error: ConnectionError) -> int:
+        """Redis went away: say so, wait this attempt's backoff; the next attempt."""
+        delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+        logger.warning("session %s: %s; reconnecting in %.1f s", self.session,
+                       _without(str(error), f"session {self.session!r}: "), delay)
+        self._stop_listening.wait(delay)
+        return attempt + 1
 
     def _listen_blissdata(self) -> None:
         """BLISS 2.x: first the session's retained scans that no writer finished
@@ -201,11 +205,7 @@ class SessionWriter:
                         since = timetag
                 return
             except ConnectionError as e:
-                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
-                attempt += 1
-                logger.warning("session %s: %s; reconnecting in %.1f s", self.session,
-                               _without(str(e), f"session {self.session!r}: "), delay)
-                self._stop_listening.wait(delay)
+                attempt = self._reconnect_later(attempt, e)
             except Exception:  # noqa: BLE001
                 logger.exception("session %s: listener failed", self.session)
                 raise
