@@ -73,6 +73,15 @@ SIM_PLACES: dict[str, tuple[str, str, str, str]] = {
                                                          "diode9_mean", "NXdetector"),
     "simulation_counter_controller:sim_var_samples": ("sim_var_samples", "data",
                                                       "sim_var_samples", "NXdetector"),
+    # BLISS 2.4's SAMPLES counter: its samples are the detector's data, the mean a statistic
+    "simulation_diode_sampling_controller:diode_samples": (
+        "diode_samples", "statistics/diode_samples", "diode_samples", "NXdetector"),
+    "simulation_diode_sampling_controller:diode_samples_samples": (
+        "diode_samples", "data", "diode_samples_samples", "NXdetector"),
+    # BLISS 2.4's STATS counter: scalars only, each a detector of its own
+    **{f"simulation_diode_sampling_controller:{name}": (name, "data", name, "NXdetector")
+       for name in ("diode_stats", "diode_stats_N", "diode_stats_std", "diode_stats_var",
+                    "diode_stats_min", "diode_stats_max", "diode_stats_p2v")},
     # the MCA's element det0: spectrum and statistics in one detector
     "simu1:spectrum_det0": ("simu1_det0", "data", "simu1_spectrum_det0", "NXdetector"),
     **{f"simu1:{stat}_det0": ("simu1_det0", f"statistics/{stat}_det0", f"simu1_{stat}_det0",

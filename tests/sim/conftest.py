@@ -13,3 +13,11 @@ def session(redis_url, data_dir):
     with SimSession("test_session", redis_url=redis_url, base_path=data_dir, time_scale=0) as s:
         yield s
 
+
+
+@pytest.fixture
+def bliss_session(bliss_url, data_dir):
+    """A simulated ``test_session`` publishing with blissdata (as BLISS 2.4), no sleeps."""
+    with SimSession("test_session", redis_url=bliss_url, base_path=data_dir, time_scale=0,
+                    protocol="blissdata") as s:
+        yield s

@@ -126,3 +126,24 @@ def test_failing_child_fails_the_sequence(session):
             seq.add_and_run(session.ct(0.1, "diode", run=False))
             raise ZeroDivisionError("in the sequence")
     assert seq.node.end_reason == "FAILURE"
+
+
+def test_sequence_channels_native(session):
+    """A sequence's own channels (BLISS ScanSequence ``channels``), native protocol."""
+    import numpy as np
+
+    from nexus_writer.sim import ChannelSpec
+
+    specs = [ChannelSpec("seq_step", "seq_step", "float64", ()),
+             ChannelSpec("seq_matrix", "seq_matrix", "float32", (2, 3))]
+    with session.sequence(channels=specs) as seq:
+        seq.emit("seq_step", [1.0])
+        seq.emit("seq_matrix", np.arange(6).reshape(1, 2, 3))
+        seq.add_and_run(session.loopscan(2, 0.1, "diode", run=False))
+        seq.emit("seq_step", [2.0])
+    nodes = {n.name: n for n in seq.node.nodes()}
+    assert np.array_equal(nodes["seq_step"].get(), [1.0, 2.0])
+    matrix = nodes["seq_matrix"].get()
+    assert matrix.dtype == np.float32 and np.array_equal(matrix, [np.arange(6).reshape(2, 3)])
+    assert nodes["seq_step"].info["device"] == "channels"
+    assert seq.scan_info["channels"]["seq_matrix"]["dim"] == 2

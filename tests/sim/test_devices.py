@@ -101,7 +101,8 @@ def test_config_names_and_errors(store):
     session = SimSession("s", store=store, base_path="/tmp/unused")
     names = session.config.names()
     for name in ("roby", "robz", "robu", "soft_axis", "diode", "diode2", "diode4",
-                 "sim_ct_gauss", "diode9", "sim_var_samples", "simu1", "lima_simulator"):
+                 "sim_ct_gauss", "diode9", "sim_var_samples", "diode_samples", "diode_stats",
+                 "simu1", "lima_simulator"):
         assert name in names
         assert session.config.get(name).name == name
     with pytest.raises(KeyError, match="no object 'nope'.*roby"):
@@ -112,3 +113,23 @@ def test_config_names_and_errors(store):
     with pytest.raises(TypeError, match="not a counter"):
         session.ct(0.1, "roby")
     assert len(default_devices()) == len(names)
+
+
+def test_sampling_counter_modes():
+    from nexus_writer.sim import SamplingCounter
+
+    samples = SamplingCounter("diode_samples", "SAMPLES", nb_samples=5)
+    assert [(c.name, c.shape) for c in samples.channels()] == [
+        ("simulation_diode_sampling_controller:diode_samples", ()),
+        ("simulation_diode_sampling_controller:diode_samples_samples", (-1,))]
+    point = samples.read(PointContext(0, 1, 0.1), device_rng(1, 0, "diode_samples"))
+    values = point["simulation_diode_sampling_controller:diode_samples_samples"]
+    assert len(values) == 5 and np.all((values >= 0) & (values <= 100))
+    assert point["simulation_diode_sampling_controller:diode_samples"] == values.mean()
+    stats = SamplingCounter("diode_stats", "STATS")
+    names = [c.display_name for c in stats.channels()]
+    assert names == ["diode_stats", "diode_stats_N", "diode_stats_std", "diode_stats_var",
+                     "diode_stats_min", "diode_stats_max", "diode_stats_p2v"]
+    assert stats.channels()[1].unit == "#"
+    with pytest.raises(ValueError, match="mode must be one of SAMPLES, STATS"):
+        SamplingCounter("x", "MEAN")

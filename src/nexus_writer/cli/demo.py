@@ -1,8 +1,9 @@
 """``nexus-writer demo``: a simulated session and the writer side by side.
 
-Starts an embedded redis-server when no ``--redis`` is given, writes the seed's
-demanding scans live, and ends with a summary: files, entries, points and the
-NeXus check of every file.
+Starts an embedded server when no ``--redis`` is given (redis-server for the
+native protocol; valkey-server with RedisJSON and RediSearch, prepared for
+blissdata, with ``--protocol blissdata``), writes the seed's demanding scans live,
+and ends with a summary: files, entries, points and the NeXus check of every file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import time
 
 import h5py
 
-from ..data.server import RedisServer
+from ..data.server import BlissdataServer, RedisServer
 from ..nexus.validate import validate_file
 from ..sim import SimSession, run_some_scans
+from ..sim.publishers import prepare_blissdata
 from ..writer import ScanState, SessionWriter
 from .live import LiveView
 from .main import _web, redis_url, start_web, writer_options
@@ -41,12 +43,20 @@ def _points(path: str, entries: list[str]) -> int:
 def run(args: argparse.Namespace) -> int:
     base = os.path.abspath(args.base_path or "demo_data")  # where data goes (and the
     # writer's base for relative names)
+    protocol = getattr(args, "protocol", "native")
     with contextlib.ExitStack() as stack:
         url = redis_url(args) if args.redis else None  # with --redis-password-file
         if url is None:
-            url = stack.enter_context(RedisServer()).url
-            print(f"embedded redis-server at {url}", file=sys.stderr)
+            if protocol == "blissdata":
+                url = stack.enter_context(BlissdataServer()).url
+                prepare_blissdata(url)
+                print(f"embedded valkey-server (blissdata) at {url}", file=sys.stderr)
+            else:
+                url = stack.enter_context(RedisServer()).url
+                print(f"embedded redis-server at {url}", file=sys.stderr)
         options = dict(writer_options(args), base_path=base)
+        if protocol != "native":
+            options["protocol"] = protocol
         writer = SessionWriter(args.session, url, **options).start()
         web = start_web(args, lambda **kw: _web().for_session_writer(
             writer, **dict(kw, roots=kw["roots"] or [base])))
@@ -55,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with LiveView(writer, enabled=args.live):
             with SimSession(args.session, redis_url=url, base_path=base,
-                            time_scale=args.time_scale) as session:
+                            time_scale=args.time_scale, protocol=protocol) as session:
                 scans = run_some_scans(session, extra=True)
             writer.wait_idle(timeout=120)
             if web is not None and getattr(args, "serve", False):

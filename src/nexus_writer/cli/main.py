@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--time-scale", type=float, default=0.1,
                       help="factor on count times; 0 runs without sleeping (default 0.1)")
     demo.add_argument("--session", default="demo_session", help="session name")
+    demo.add_argument("--protocol", choices=("native", "blissdata"), default="native",
+                      help="what the simulated session publishes: this project's protocol "
+                      "(native, default; embedded redis-server) or BLISS 2.x's (blissdata; "
+                      "embedded valkey-server with RedisJSON and RediSearch)")
     add_writer_arguments(demo)
     demo.add_argument("--serve", action="store_true",
                       help="keep the web page up after the scans, until Ctrl-C")

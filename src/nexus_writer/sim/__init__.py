@@ -14,6 +14,7 @@ from .devices import (
                       GaussCounter,
                       PointContext,
                       SamplesCounter,
+                      SamplingCounter,
                       SimDiode,
                       SimMca,
                       SoftAxis,
@@ -27,8 +28,8 @@ from .techniques import BeamCounter, add_technique_devices, technique_devices
 
 __all__ = [
     "HDF5_DATA_PATH", "PUBLISHER", "Axis", "BeamCounter", "CameraAcquisition", "ChannelSpec",
-    "Counter", "GaussCounter", "PointContext", "SamplesCounter", "Scan", "ScanSaving", "ScanState",
-    "Sequence", "SimCamera", "SimConfig", "SimDiode", "SimMca", "SimSession", "SoftAxis",
-    "TopMaster", "add_technique_devices", "default_devices", "device_rng", "run_some_scans",
-    "technique_devices",
+    "Counter", "GaussCounter", "PointContext", "SamplesCounter", "SamplingCounter", "Scan",
+    "ScanSaving", "ScanState", "Sequence", "SimCamera", "SimConfig", "SimDiode", "SimMca",
+    "SimSession", "SoftAxis", "TopMaster", "add_technique_devices", "default_devices",
+    "device_rng", "run_some_scans", "technique_devices",
 ]

@@ -162,8 +162,12 @@ class ScanCommands:
                         scan_info)
 
     def sequence(self, title: str = "sequence", save: bool = True,
-                 scan_info: Mapping | None = None) -> "ScanSequence":
-        """A group of scans (``scan_group``); use as ``with session.sequence() as seq:``."""
+                 scan_info: Mapping | None = None,
+                 channels: Sequence[Any] = ()) -> "ScanSequence":
+        """A group of scans (``scan_group``); use as ``with session.sequence() as seq:``.
+
+        ``channels``: ``ChannelSpec``s the sequence publishes itself (``seq.emit``)."""
         from .sequence import Sequence as ScanSequence
 
-        return ScanSequence(self, title, save=save, scan_info=scan_info)  # type: ignore[arg-type]
+        return ScanSequence(self, title, save=save, scan_info=scan_info,  # type: ignore[arg-type]
+                            channels=channels)

@@ -253,27 +253,103 @@ class SamplesCounter(Counter):
                     max_samples=self.max_samples)
 
 
+class SamplingCounter(Counter):
+    """A sampling counter in BLISS 2.4's SAMPLES or STATS mode, named as BLISS 2.4:
+    ``{name}`` is the mean of ``nb_samples`` samples in [0, 100) (2 decimals); SAMPLES
+    adds the samples (``{name}_samples``, shape ``(-1,)``), STATS their statistics
+    (``{name}_N``, ``_std``, ``_var``, ``_min``, ``_max``, ``_p2v``)."""
+
+    MODES = ("SAMPLES", "STATS")
+    STATS = ("N", "std", "var", "min", "max", "p2v")
+
+    def __init__(self, name: str, mode: str = "SAMPLES", nb_samples: int = 4,
+                 unit: str | None = None):
+        super().__init__(name, DIODE_CONTROLLER, unit)
+        if mode not in self.MODES:
+            raise ValueError(f"{name}: mode must be one of {', '.join(self.MODES)}, not {mode!r}")
+        if int(nb_samples) < 1:
+            raise ValueError(f"{name}: nb_samples must be >= 1, not {nb_samples}")
+        self.mode = mode
+        self.nb_samples = int(nb_samples)
+
+    def channels(self) -> list[ChannelSpec]:
+        out = [ChannelSpec(self.fullname, self.name, "float64", (), self.unit)]
+        if self.mode == "SAMPLES":
+            out.append(ChannelSpec(f"{self.fullname}_samples", f"{self.name}_samples",
+                                   "float64", (-1,), self.unit))
+        else:
+            out += [ChannelSpec(f"{self.fullname}_{stat}", f"{self.name}_{stat}", "float64", (),
+                                "#" if stat == "N" else self.unit) for stat in self.STATS]
+        return out
+
+    def read(self, ctx: PointContext, rng: np.random.Generator) -> dict[str, Any]:
+        samples = rng.uniform(0.0, 100.0, size=self.nb_samples).round(2)
+        out: dict[str, Any] = {self.fullname: float(samples.mean())}
+        if self.mode == "SAMPLES":
+            out[f"{self.fullname}_samples"] = samples
+        else:
+            low, high = float(samples.min()), float(samples.max())
+            stats = {"N": float(len(samples)), "std": float(samples.std()),
+                     "var": float(samples.var()), "min": low, "max": high, "p2v": high - low}
+            out.update({f"{self.fullname}_{k}": v for k, v in stats.items()})
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(super().metadata(), mode=self.mode, nb_samples=self.nb_samples)
+
+
 class SimMca(Counter):
-    """An MCA with one detector element ``det0``: a 1024-channel int32 spectrum
-    (two Gaussian lines on a flat background, Poisson noise) and its statistics."""
+    """An MCA with ``nb_detectors`` elements ``det0``, ``det1``...: a spectrum of
+    ``nb_channels`` per element (two Gaussian lines on a flat background, Poisson
+    noise) and its statistics.
+
+    The default is the seed's one-element MCA (int32 spectrum, :attr:`STATS`);
+    :meth:`bliss24` makes BLISS 2.4's ``simu1`` (4 elements, uint32 spectra,
+    :attr:`BLISS_STATS`).  Channels: every spectrum first, then each element's
+    statistics, in BLISS's order.
+    """
 
     kind = "mca"
-    STATS = (("realtime", "s"), ("livetime", "s"), ("triggers", None), ("events", None),
-             ("icr", "1/s"), ("ocr", "1/s"), ("deadtime", "%"))
+    #: (name, unit, dtype) of the statistics of the seed's MCA.
+    STATS = (("realtime", "s", "float64"), ("livetime", "s", "float64"),
+             ("triggers", None, "float64"), ("events", None, "float64"),
+             ("icr", "1/s", "float64"), ("ocr", "1/s", "float64"), ("deadtime", "%", "float64"))
+    #: The statistics BLISS 2.4's SimulatedMCA publishes per element.
+    BLISS_STATS = (("realtime", "s", "float64"), ("trigger_livetime", "s", "float64"),
+                   ("energy_livetime", "s", "float64"), ("triggers", None, "int64"),
+                   ("events", None, "int64"), ("icr", "1/s", "float64"),
+                   ("ocr", "1/s", "float64"), ("deadtime", "%", "float64"))
 
     def __init__(self, name: str = "simu1", nb_channels: int = 1024,
                  lines: tuple[tuple[float, float, float], ...] = ((300, 15, 2000),
-                                                                  (700, 25, 800))):
+                                                                  (700, 25, 800)),
+                 nb_detectors: int = 1, spectrum_dtype: str = "int32",
+                 stats: tuple[tuple[str, str | None, str], ...] = STATS):
         super().__init__(name, name)
+        if int(nb_detectors) < 1:
+            raise ValueError(f"{name}: nb_detectors must be >= 1, not {nb_detectors}")
         self.nb_channels = int(nb_channels)
         self.lines = lines
+        self.nb_detectors = int(nb_detectors)
+        self.spectrum_dtype = np.dtype(spectrum_dtype).name
+        self.stats = tuple(stats)
+
+    @classmethod
+    def bliss24(cls, name: str = "simu1") -> "SimMca":
+        """The MCA of BLISS 2.4's test session (``SimulatedMCA``)."""
+        return cls(name, nb_detectors=4, spectrum_dtype="uint32", stats=cls.BLISS_STATS)
+
+    @property
+    def detectors(self) -> list[str]:
+        return [f"det{i}" for i in range(self.nb_detectors)]
 
     def channels(self) -> list[ChannelSpec]:
-        out = [ChannelSpec(f"{self.name}:spectrum_det0", "spectrum_det0", "int32",
-                           (self.nb_channels,))]
-        for stat, unit in self.STATS:
-            out.append(ChannelSpec(f"{self.name}:{stat}_det0", f"{stat}_det0", "float64", (),
-                                   unit))
+        out = [ChannelSpec(f"{self.name}:spectrum_{det}", f"spectrum_{det}",
+                           self.spectrum_dtype, (self.nb_channels,)) for det in self.detectors]
+        for det in self.detectors:
+            for stat, unit, dtype in self.stats:
+                out.append(ChannelSpec(f"{self.name}:{stat}_{det}", f"{stat}_{det}", dtype, (),
+                                       unit))
         return out
 
     def expected_spectrum(self, count_time: float) -> np.ndarray:
@@ -286,19 +362,30 @@ class SimMca(Counter):
         return y * max(count_time, 1e-3) * 10
 
     def read(self, ctx: PointContext, rng: np.random.Generator) -> dict[str, Any]:
-        spectrum = rng.poisson(self.expected_spectrum(ctx.count_time)).astype(np.int32)
-        realtime = float(ctx.count_time)
-        deadtime = float(rng.uniform(1.0, 5.0))
-        livetime = realtime * (1 - deadtime / 100)
-        events = float(spectrum.sum())
-        triggers = float(round(events / (1 - deadtime / 100)))
-        t = max(realtime, 1e-9)
-        values = {"realtime": realtime, "livetime": livetime, "triggers": triggers,
-                  "events": events, "icr": triggers / max(livetime, 1e-9), "ocr": events / t,
-                  "deadtime": deadtime}
-        out: dict[str, Any] = {f"{self.name}:spectrum_det0": spectrum}
-        out.update({f"{self.name}:{k}_det0": v for k, v in values.items()})
+        out: dict[str, Any] = {}
+        stats: dict[str, Any] = {}
+        for det in self.detectors:
+            spectrum = rng.poisson(self.expected_spectrum(ctx.count_time)).astype(
+                self.spectrum_dtype)
+            realtime = float(ctx.count_time)
+            deadtime = float(rng.uniform(1.0, 5.0))
+            livetime = realtime * (1 - deadtime / 100)
+            events = float(spectrum.sum())
+            triggers = float(round(events / (1 - deadtime / 100)))
+            t = max(realtime, 1e-9)
+            values = {"realtime": realtime, "livetime": livetime, "trigger_livetime": livetime,
+                      "energy_livetime": livetime, "triggers": triggers, "events": events,
+                      "icr": triggers / max(livetime, 1e-9), "ocr": events / t,
+                      "deadtime": deadtime}
+            out[f"{self.name}:spectrum_{det}"] = spectrum
+            for stat, _, dtype in self.stats:
+                value = values[stat]
+                stats[f"{self.name}:{stat}_{det}"] = (int(round(value))
+                                                      if np.dtype(dtype).kind in "iu"
+                                                      else value)
+        out.update(stats)
         return out
 
     def metadata(self) -> dict[str, Any]:
-        return {"nb_channels": self.nb_channels, "detectors": ["det0"], "class": "SimMca"}
+        return {"nb_channels": self.nb_channels, "detectors": self.detectors,
+                "class": "SimMca"}

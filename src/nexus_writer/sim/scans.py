@@ -21,7 +21,8 @@ from .chain import MasterRun, TopMaster, name_masters
 from .devices import Axis
 
 if TYPE_CHECKING:
-    from ..data import SavingReport, ScanNode, ScanPublisher
+    from ..data import SavingReport, ScanNode
+    from .publishers import ScanHandle
     from .session import SimSession
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Scan:
     """One scan of a :class:`SimSession`; see the module docstring for the life cycle.
 
     Attributes: ``scan_number``, ``scan_info`` (the published dict once running),
-    ``filename``, ``images_path``, ``key`` (the ``ScanPublisher`` key, None until
+    ``filename``, ``images_path``, ``key`` (the published scan's key, None until
     ``run``), ``seed`` (of the device RNGs), ``end_reason``.
     """
 
@@ -64,13 +65,14 @@ class Scan:
         self.scan_number = session._next_scan_number()
         self.seed = self.scan_number
         saving = session.scan_saving
+        self.save_requested = bool(save)  # BLISS's info["save"] (writer "null" aside)
         self.save = bool(save) and saving.writer != "null"
         self.filename = saving.filename
         self.images_path = saving.images_path(self.scan_number)
         self._return_to = dict(return_to or {})
         self.state = ScanState.IDLE
         self.key: str | None = None
-        self.publisher: "ScanPublisher | None" = None
+        self.publisher: "ScanHandle | None" = None
         self.end_reason: str | None = None
         self.exception: BaseException | None = None
         self.parent: Any = None  # a Sequence, set by Sequence.add
@@ -78,6 +80,11 @@ class Scan:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []  # running this scan: no wait in abort()
+        self.data_dim = int(data_dim)
+        #: Scan-type keys (``extra_info``) and the user's ``scan_info``, kept apart so
+        #: that every protocol's publisher merges them into its own scan_info.
+        self.extra_info: dict[str, Any] = dict(extra_info or {})
+        self.user_info: dict[str, Any] = dict(scan_info or {})
         self.scan_info: dict[str, Any] = self._build_info(title, data_dim, npoints)
         if extra_info:
             deep_update(self.scan_info, extra_info)
@@ -206,8 +213,7 @@ class Scan:
         if self.save:
             s.scan_saving.create_dataset_path()
         parent_pub = self.parent.publisher if self.parent is not None else None
-        pub = s.store.create_scan(s.name, self.scan_info, node_type=self.node_type,
-                                  parent=parent_pub)
+        pub = s.publisher.create_scan(self, parent_pub)
         # create_scan copies scan_info; keep the published dict so both stay equal.
         self.publisher, self.key, self.scan_info = pub, pub.key, pub.info
         if parent_pub is not None:
@@ -216,9 +222,13 @@ class Scan:
                       for k, tm in enumerate(self.masters)]
         for run in self._runs:
             run.prepare(pub)
+        self._prepare_channels(pub)
         pub.start()
         logger.info("session %s: scan %d started: %s", s.name, self.scan_number,
                     self.scan_info["title"])
+
+    def _prepare_channels(self, pub: "ScanHandle") -> None:
+        """Channels of the scan's own, beside its top masters' (none here)."""
 
     def _run_masters(self) -> None:
         if len(self._runs) == 1:
@@ -306,6 +316,9 @@ class Scan:
         """The listener's view of this scan (read handle); needs ``run`` first."""
         if self.key is None:
             raise RuntimeError(f"scan {self.scan_number} has not been run: no Redis node yet")
+        if self.session.protocol != "native":
+            raise RuntimeError(f"scan {self.scan_number}: node is the native protocol's view; "
+                               "with blissdata use session.store.load_scan(scan.key)")
         return self.session.store.get_scan_node(self.key)
 
     @property

@@ -12,16 +12,27 @@ Two ways to use it::
     seq = session.sequence()
     seq.add(session.ct(0.1, run=False))
     seq.run()  # runs the added scans in order
+
+Like BLISS's ``ScanSequence(..., channels=[...])``, a sequence may publish channels
+of its own (``ChannelSpec``s, BLISS's device ``channels``), filled while it runs with
+``seq.emit(name, points)``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+import numpy as np
+
+from .devices import ChannelSpec
 from .scans import Scan, ScanState
 
 if TYPE_CHECKING:
+    from .publishers import ScanHandle
     from .session import SimSession
+
+#: The device name of a sequence's own channels (as BLISS's ScanSequence).
+CHANNELS_DEVICE = "channels"
 
 
 class Sequence(Scan):
@@ -30,10 +41,46 @@ class Sequence(Scan):
     node_type = "scan_group"
 
     def __init__(self, session: "SimSession", title: str = "sequence", save: bool = True,
-                 scan_info: Mapping[str, Any] | None = None):
+                 scan_info: Mapping[str, Any] | None = None,
+                 channels: Iterable[ChannelSpec] = ()):
         super().__init__(session, "sequence", title, [], save=save, data_dim=0, npoints=0,
                          scan_info=scan_info)
         self.children: list[Scan] = []
+        #: The sequence's own channels (see :meth:`emit`).
+        self.channel_specs: list[ChannelSpec] = list(channels)
+        self._channels: dict[str, Any] = {}
+        for spec in self.channel_specs:
+            self.scan_info["channels"][spec.name] = {
+                "unit": spec.unit, "display_name": spec.display_name, "dim": spec.dim,
+                "device": CHANNELS_DEVICE, "top_master": "sequence", "dtype": spec.dtype}
+        if self.channel_specs:
+            self.scan_info["devices"][CHANNELS_DEVICE] = {
+                "type": "channels", "channels": [c.name for c in self.channel_specs],
+                "metadata": {}}
+
+    def _prepare_channels(self, pub: "ScanHandle") -> None:
+        for spec in self.channel_specs:
+            self._channels[spec.name] = pub.create_channel(
+                spec.name, spec.dtype, spec.shape, spec.unit, top_master="sequence",
+                device=CHANNELS_DEVICE, display_name=spec.display_name, dim=spec.dim)
+
+    def emit(self, name: str, points: Any) -> None:
+        """Publish ``points`` (a batch: one per entry) on the sequence's channel ``name``
+        while it runs."""
+        if self.state != ScanState.RUNNING or self.publisher is None:
+            raise RuntimeError(f"sequence {self.scan_number}: emit() while not running")
+        try:
+            channel = self._channels[name]
+        except KeyError:
+            raise KeyError(f"sequence {self.scan_number} has no channel {name!r}; it has "
+                           f"{', '.join(self._channels) or 'none'}") from None
+        spec = next(c for c in self.channel_specs if c.name == name)
+        batch = np.asarray(points, dtype=spec.dtype)
+        if batch.ndim != len(spec.shape) + 1:
+            raise ValueError(f"sequence {self.scan_number}: emit({name!r}) takes a batch of "
+                             f"points of shape {spec.shape}, got an array of shape "
+                             f"{batch.shape}")
+        channel.send(batch)
 
     def add(self, scan: Scan) -> Scan:
         """Make ``scan`` (not run yet) a child of this sequence; returns it."""

@@ -24,7 +24,17 @@ from ..data import DataStore
 from .camera import SimCamera
 from .chain import resolve_devices
 from .commands import ScanCommands
-from .devices import SIM_CONTROLLER, Axis, GaussCounter, SamplesCounter, SimDiode, SimMca, SoftAxis
+from .devices import (
+    SIM_CONTROLLER,
+    Axis,
+    GaussCounter,
+    SamplesCounter,
+    SamplingCounter,
+    SimDiode,
+    SimMca,
+    SoftAxis,
+)
+from .publishers import PROTOCOLS, BlissdataPublisher, NativePublisher, SessionPublisher
 
 
 @dataclass
@@ -127,8 +137,13 @@ class SimConfig:
         return self.get(name)
 
 
-def default_devices() -> list[Any]:
-    """The devices of BLISS's test session that the simulation provides."""
+def default_devices(protocol: str = "native") -> list[Any]:
+    """The devices of BLISS's test session that the simulation provides.
+
+    With ``protocol="blissdata"`` the MCA ``simu1`` is BLISS 2.4's (4 elements,
+    uint32 spectra, its statistics: :meth:`SimMca.bliss24`); the seed's one-element
+    MCA otherwise.
+    """
     return [
         Axis("roby"), Axis("robz"), Axis("robu", position=0.0, offset=0.5),
         SoftAxis("soft_axis"),
@@ -137,7 +152,8 @@ def default_devices() -> list[Any]:
         SamplesCounter("diode9", min_samples=2, max_samples=9),
         SamplesCounter("sim_var_samples", controller=SIM_CONTROLLER, min_samples=1,
                        max_samples=6, with_mean=False),
-        SimMca("simu1"),
+        SamplingCounter("diode_samples", "SAMPLES"), SamplingCounter("diode_stats", "STATS"),
+        SimMca.bliss24("simu1") if protocol == "blissdata" else SimMca("simu1"),
         SimCamera("lima_simulator"),
     ]
 
@@ -156,18 +172,35 @@ class SimSession(ScanCommands):
     ``store`` may be given instead.  ``base_path``: root of the saved data (default
     ``{tmp}/scans``).  ``time_scale``: factor on count and sleep times (0: no sleep).
     ``first_scan_number``: the number of the first scan (numbers then increase by one).
+    ``protocol``: "native" (this project's data API, the default) or "blissdata"
+    (blissdata's producer API, as BLISS 2.4 publishes: the Redis must be prepared
+    for blissdata; ``store`` is then a blissdata ``DataStore``).  The scans and
+    devices are the same; :mod:`.publishers` holds the difference.
     """
 
     def __init__(self, name: str = "test_session", redis_url: str | None = None,
                  base_path: str | os.PathLike | None = None, time_scale: float = 1.0,
-                 store: DataStore | None = None, devices: Iterable[Any] | None = None,
-                 first_scan_number: int = 1):
+                 store: Any = None, devices: Iterable[Any] | None = None,
+                 first_scan_number: int = 1, protocol: str = "native"):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
         self.name = name
-        self._own_store = store is None
-        self.store = store if store is not None else DataStore(redis_url)
+        self.protocol = protocol
+        self.publisher: SessionPublisher
+        if protocol == "blissdata":
+            if store is not None:
+                self.publisher = BlissdataPublisher(store)
+            else:
+                url = redis_url or os.environ.get("REDIS_URL", "redis://localhost:6379")
+                self.publisher = BlissdataPublisher.from_url(url)
+        else:
+            self.publisher = NativePublisher(store if store is not None else DataStore(redis_url),
+                                             own=store is None)
+        #: The protocol's store: ``nexus_writer.data.DataStore`` or blissdata's.
+        self.store = self.publisher.store
         base = base_path if base_path is not None else Path(tempfile.gettempdir()) / "scans"
         self.scan_saving = ScanSaving(os.fspath(base), name)
-        self.config = SimConfig(default_devices() if devices is None else devices)
+        self.config = SimConfig(default_devices(protocol) if devices is None else devices)
         self.time_scale = float(time_scale)
         self.user_name = _user_name()
         self.publisher_version = __version__
@@ -245,8 +278,7 @@ class SimSession(ScanCommands):
 
     def close(self) -> None:
         """Close the Redis connection if this session opened it."""
-        if self._own_store:
-            self.store.close()
+        self.publisher.close()
 
     def __enter__(self) -> "SimSession":
         return self
@@ -255,4 +287,5 @@ class SimSession(ScanCommands):
         self.close()
 
     def __repr__(self) -> str:
-        return f"SimSession({self.name!r}, {self.store!r}, time_scale={self.time_scale:g})"
+        return (f"SimSession({self.name!r}, {self.store!r}, protocol={self.protocol!r}, "
+                f"time_scale={self.time_scale:g})")
