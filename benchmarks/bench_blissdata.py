@@ -26,8 +26,9 @@ state (p50 / max over the scans), the time from a point's publication to its
 visibility in the file (p50 / p99, read by a separate process polling the file
 every 20 ms without HDF5 file locks, first stream of the first scan), end-to-end
 throughput (bytes published / time from the first point to the last final state),
-peak RSS of the writer process; then the ratio ours / blisswriter.  Nothing here
-fails: it prints figures (``--json FILE`` writes them too).
+peak RSS and CPU time (user + system, start-up included) of the writer process;
+then the ratio ours / blisswriter.  Nothing here fails: it prints figures
+(``--json FILE`` writes them too).
 
     .venv/bin/python benchmarks/bench_blissdata.py
     .venv/bin/python benchmarks/bench_blissdata.py --scale 0.1 --cases scalars,short
@@ -236,6 +237,15 @@ def publish(url: str, case: Case, number: int, filename: str) -> Published:
 
 
 # -- the writers ---------------------------------------------------------------------
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU time (user + system) the process used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_hwm_kib(pid: int) -> int | None:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
@@ -265,7 +275,8 @@ class Ours(Writer):
         self._log = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nexus_writer.cli.main", "write", SESSION, "--protocol",
-             "blissdata", "--redis", url, "--no-live", "--log", os.environ.get("BENCH_LOG", "warning")],
+             "blissdata", "--redis", url, "--no-live", "--log",
+             os.environ.get("BENCH_LOG", "warning")],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
         from nexus_writer.data import DataStore as NativeStore
         from nexus_writer.data.saving import writer_present
@@ -398,6 +409,7 @@ def run_case(server: BlissdataServer, writer: Writer, case: Case, work: Path) ->
             published.append(publish(server.url, case, number, filename))
         finals = writer.final_times([p.key for p in published], timeout=600)
         hwm = proc_hwm_kib(writer.proc.pid) if writer.proc else None
+        cpu = proc_cpu_s(writer.proc.pid) if writer.proc else None
         # a writer whose file is unreadable while written shows its points at the end
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not (seen and seen[-1]["n"] >= case.points):
@@ -426,6 +438,7 @@ def run_case(server: BlissdataServer, writer: Writer, case: Case, work: Path) ->
         "visible_points": len(latencies),
         "throughput_mib_s": case.nbytes() / MIB / span if span == span else float("nan"),
         "peak_rss_mib": hwm / 1024 if hwm else None,
+        "writer_cpu_s": cpu,
     }
 
 
