@@ -26,10 +26,8 @@ from blissdata.streams import CursorGroup
 
 from nexus_writer.sim import ChannelSpec, Counter, PointContext, device_rng
 from nexus_writer.sim.scans import ScanState
+from tests.blissdata_replay import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "bliss-2.4"
-if not FIXTURES.is_dir():  # worktrees and the main checkout live side by side in /work
-    FIXTURES = Path("/work/shared/fixtures/bliss-2.4")
 STATES = ["CREATED", "PREPARED", "STARTED", "STOPPED", "CLOSED"]
 #: The simulated session has a ``sample`` metadata category (BLISS publishes every
 #: category of ``scan_meta_categories`` as a key); the recorded session had none.
