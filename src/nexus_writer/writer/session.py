@@ -320,7 +320,11 @@ class SessionWriter:
         with self._lock:
             writer = self.writers.get(scan_key)
         if writer is not None:
-            return writer.stats()
+            stats = writer.stats()
+            if writer.finished is None and stats["state"] in FINAL_STATES:
+                # its outcome is known, not yet in the file: final once it is
+                stats["state"] = "RUNNING"
+            return stats
         with connection_lost(f"saving reports of scan {scan_key}"):
             found = reports(self.store, self._record(scan_key))
         if not found:
