@@ -32,6 +32,9 @@ then the ratio ours / blisswriter.  Nothing here fails: it prints figures
 
     .venv/bin/python benchmarks/bench_blissdata.py
     .venv/bin/python benchmarks/bench_blissdata.py --scale 0.1 --cases scalars,short
+    BENCH_LOG=debug .venv/bin/python benchmarks/bench_blissdata.py --writers ours
+
+(``BENCH_LOG`` is our writer's ``--log`` level; its log is in the data folder.)
 """
 
 from __future__ import annotations
