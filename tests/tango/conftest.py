@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import pytest
 
+from tests import waiting
+
 tango = pytest.importorskip("tango")
 
 from tango import DevState  # noqa: E402
@@ -39,14 +41,9 @@ def blisswriter(redis_url) -> Callable[..., Any]:
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out ({timeout} s) waiting for {what}"
-        time.sleep(0.02)
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` s
+    (:func:`tests.waiting.wait_for`, with BLISS-like argument order)."""
+    return waiting.wait_for(condition, timeout, what)
 
 
 class Bliss:

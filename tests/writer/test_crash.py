@@ -342,8 +342,8 @@ def _empty_restart_scan(server: RedisServer, filename: str):
             _retried(p.send, values[name][first:first + n])
 
     send(0, 20)
-    sw = _wait_for(lambda: next(iter(writer.scans()), None), 10, "the scan writer")
-    _wait_for(lambda: all(sw.received.get(n) == 20 for n in channels), 20,
+    sw = wait_for(lambda: next(iter(writer.scans()), None), 10, "the scan writer")
+    wait_for(lambda: all(sw.received.get(n) == 20 for n in channels), 20,
               "the first 20 points received")
     return writer, producer, pub, sw, values, send
 
@@ -437,16 +437,6 @@ def test_redis_restarted_empty_loses_unread_points(tmp_path, data_dir):
         if producer is not None:
             producer.close()
         server.stop()
-
-
-def _wait_for(predicate, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.01)
 
 
 def pub_nodes(store: DataStore, key: str) -> list:

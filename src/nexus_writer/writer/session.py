@@ -142,8 +142,17 @@ class SessionWriter:
         if not self._stand_by():
             return
         self.presence.start()
-        if self.bliss_store is not None:
-            return self._listen_blissdata()
+        try:
+            if self.bliss_store is not None:
+                self._listen_blissdata()
+            else:
+                self._listen_native()
+        except Exception:  # noqa: BLE001 - said here, and the thread ends with it
+            logger.exception("session %s: listener failed", self.session)
+            raise
+
+    def _listen_native(self) -> None:
+        """This project's protocol: the session stream, from where it was left."""
         iterator = self.store.get_session_node(self.session).iterator
         since = None
         attempt = 0
@@ -164,9 +173,6 @@ class SessionWriter:
                 return
             except ConnectionError as e:
                 attempt = self._reconnect_later(attempt, e)
-            except Exception:  # noqa: BLE001
-                logger.exception("session %s: listener failed", self.session)
-                raise
 
     def _reconnect_later(self, attempt: int, error: ConnectionError) -> int:
         """Redis went away: say so, wait this attempt's backoff; the next attempt."""
@@ -206,9 +212,6 @@ class SessionWriter:
                 return
             except ConnectionError as e:
                 attempt = self._reconnect_later(attempt, e)
-            except Exception:  # noqa: BLE001
-                logger.exception("session %s: listener failed", self.session)
-                raise
 
     def _new_bliss_scan(self, key: str) -> None:
         """A scan announced by blissdata (any session's): written if it is ours."""
