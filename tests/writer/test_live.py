@@ -43,7 +43,7 @@ for _ in sys.stdin:
                        "frames": c.shape[0],
                        "pixels": [int(c[i][0, 0]) for i in range(c.shape[0])], "torn": torn}
             break
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:
             out = {"error": repr(exc), "torn": torn}
             time.sleep(0.01)
     print(json.dumps(out), flush=True)
