@@ -44,6 +44,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -311,7 +312,7 @@ class Ours(Writer):
 
     def stop(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(2)
+        self.proc.send_signal(signal.SIGTERM)  # as Ctrl-C; SIGINT is ignored in a background job
         self.proc.wait(120)
         self._log.close()
         self._store.close()

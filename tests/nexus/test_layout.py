@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import h5py
 import numpy as np
@@ -181,6 +182,26 @@ def test_writer_status_and_metadata(h5):
                                             "positioners_units": {"roby": "mm"}})
     assert instrument["positioners/roby"][()] == 1.5
     assert instrument["positioners_start/roby"].attrs["units"] == "mm"
+
+
+def test_writer_status_rewritten_in_place(h5):
+    """status and date change at every step of a scan: fixed-width text written again
+    where it is (no object deleted and created, no heap reference left dangling by
+    a crash); reason only when it changes."""
+    entry = require_group(h5, "1.1", "NXentry")
+    metadata.write_writer_status(entry, "STARTING")
+    first = {name: entry["writer"][name] for name in ("status", "date", "reason")}
+    for state in ("RUNNING", "SUCCEEDED"):
+        metadata.write_writer_status(entry, state)
+        for name, dset in first.items():  # still linked: the very same objects
+            assert h5py.h5o.get_info(dset.id).rc == 1, name
+        assert first["status"][()] == state.encode()
+    assert entry["writer/status"].dtype == np.dtype("S16")
+    assert entry["writer/status"].asstr()[()] == "SUCCEEDED"
+    datetime.fromisoformat(entry["writer/date"].asstr()[()])
+    metadata.write_writer_status(entry, "FAILED", "disk full")
+    assert h5py.h5o.get_info(first["reason"].id).rc == 0  # replaced
+    assert entry["writer/reason"].asstr()[()] == "disk full"
 
 
 def test_metadata_category_that_fails_keeps_a_valid_group(h5):

@@ -72,6 +72,11 @@ def write_root_attrs(f: h5py.File) -> None:
     })
 
 
+def decode_text(value: Any) -> Any:
+    """A value read back from HDF5 as written again (bytes -> str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def nx_class_of(obj: h5py.HLObject) -> str | None:
     value = obj.attrs.get("NX_class")
     return value.decode() if isinstance(value, bytes) else value
@@ -94,8 +99,23 @@ def require_group(parent: h5py.Group, name: str, nx_class: str, **attrs: Any) ->
 
 
 def write_field(group: h5py.Group, name: str, value: Any, units: str | None = None,
-                **attrs: Any) -> h5py.Dataset:
-    """Create or replace a small field (strings, scalars, small arrays)."""
+                width: int | None = None, **attrs: Any) -> h5py.Dataset:
+    """Create or replace a small field (strings, scalars, small arrays).
+
+    ``width``: a text field of that many bytes (UTF-8, null-padded), for a value
+    that changes often (a status, a date): written again in place, where a
+    variable-length string would be deleted and created again (rewriting one in
+    place leaves a dangling heap reference when the writer dies before a flush).
+    """
+    if width is not None:
+        dtype = h5py.string_dtype("utf-8", width)
+        data = np.array(str(value).encode()[:width], dtype=dtype)
+        existing = group.get(name)
+        if (isinstance(existing, h5py.Dataset) and existing.shape == ()
+                and existing.dtype == dtype and not attrs and units is None):
+            existing[()] = data
+            return existing
+        value = data
     if name in group:
         del group[name]
     if isinstance(value, str) or (isinstance(value, (list, tuple)) and value

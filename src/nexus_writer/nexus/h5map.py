@@ -90,10 +90,10 @@ def _selection(space: Any) -> tuple[slice, ...]:
                  for s, st, c in zip(space.start, stride, space.count))
 
 
-def _dataset(group: h5py.Group, name: str, item: Any) -> None:
+def _dataset(group: h5py.Group, name: str, item: Any, exists: bool) -> None:
     from blissdata.h5map import Dataset, ExternalBinaryDataset, VirtualDataset
 
-    if name in group:
+    if exists:
         del group[name]
     if isinstance(item, Dataset):
         value = decode(item.value)
@@ -129,32 +129,39 @@ def materialise(f: h5py.File, root: Any, replace: bool = True,
     links that the final layout keeps unchanged, and that are in the file, are not
     written again (group attributes always are: the writer may have set others).
     """
+    _fill(f, root, previous, replace)
+
+
+def _fill(group: h5py.Group, item: Any, old: Any | None, replace: bool) -> None:
+    """``item`` (a layout group) into ``group``, children depth first; ``old`` is
+    what was materialised there before, if anything.  The walk holds each parent
+    open: no item is looked up by its path from the root."""
     from blissdata.h5map import ExternalLink, Group, SoftLink
 
-    before = dict(items(previous)) if previous is not None else {}
-    for path, item in items(root):
-        if stream_of(item) is not None:
+    group.attrs.update(decode_attrs(item.attributes))
+    before = old.children if isinstance(old, Group) else {}
+    for name, child in item.children.items():
+        if stream_of(child) is not None:
             continue
-        old = before.get(path)
-        if (old is not None and not isinstance(item, Group) and old == item
-                and f.get(path, getlink=True) is not None):
-            continue  # a dataset or link unchanged since it was written
-        parent_path, _, name = path.rpartition("/")
-        if isinstance(item, Group):
-            group = f[path] if path in f else f.require_group(path)
-            group.attrs.update(decode_attrs(item.attributes))
+        previous = before.get(name)
+        if isinstance(child, Group):
+            sub = group.get(name)
+            if sub is None:
+                sub = group.create_group(name)
+            elif not isinstance(sub, h5py.Group):
+                raise TypeError(f"{group.name.rstrip('/')}/{name} exists and is not a group")
+            _fill(sub, child, previous, replace)
             continue
-        parent = f[parent_path or "/"]
-        exists = parent.get(name, getlink=True) is not None
-        if exists and not replace:
-            continue
-        if isinstance(item, SoftLink):
+        exists = group.get(name, getlink=True) is not None
+        if exists and (not replace or previous == child):
+            continue  # kept, or a dataset or link unchanged since it was written
+        if isinstance(child, SoftLink):
             if exists:
-                del parent[name]
-            parent[name] = h5py.SoftLink(item.target_path)
-        elif isinstance(item, ExternalLink):
+                del group[name]
+            group[name] = h5py.SoftLink(child.target_path)
+        elif isinstance(child, ExternalLink):
             if exists:
-                del parent[name]
-            parent[name] = h5py.ExternalLink(item.target_file, item.target_path)
+                del group[name]
+            group[name] = h5py.ExternalLink(child.target_file, child.target_path)
         else:
-            _dataset(parent, name, item)
+            _dataset(group, name, child, exists)

@@ -10,11 +10,15 @@ import h5py
 import numpy as np
 from silx.io.dictdump import dicttonx
 
-from .groups import nexus_name, now_iso, require_group, write_field
+from .groups import decode_text, nexus_name, now_iso, require_group, write_field
 
 POSITIONER_SNAPSHOTS = ("positioners_start", "positioners_end", "positioners_dial_start",
                         "positioners_dial_end")
 WRITER_STATES = ("STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+#: Bytes of the fixed-width ``writer/status`` and ``writer/date`` fields (ISO 8601
+#: with microseconds and UTC offset: 32).
+STATUS_WIDTH = 16
+DATE_WIDTH = 32
 #: Names the layout itself uses in an entry's NXinstrument: positioner snapshots and
 #: NXinstrument's own ``name`` (the keys of the ``instrument`` metadata category are
 #: added per scan, see :func:`instrument_names`).  No channel group takes them.
@@ -118,12 +122,17 @@ def write_comments(entry: h5py.Group, comments: Sequence[Any]) -> None:
 def write_writer_status(entry: h5py.Group, status: str, reason: str = "",
                         extra: Mapping[str, Any] | None = None) -> None:
     """The ``writer`` NXcollection: ``status`` (STARTING, RUNNING, SUCCEEDED, FAILED)
-    and ``reason``, plus ``extra`` fields (counts, the scan's end reason...)."""
+    and ``reason``, plus ``extra`` fields (counts, the scan's end reason...).
+
+    ``status`` and ``date`` are fixed-width text, rewritten in place at each change;
+    ``reason`` only when it changes."""
     if status not in WRITER_STATES:
         raise ValueError(f"writer status {status!r} is not one of {WRITER_STATES}")
     group = require_group(entry, "writer", "NXcollection")
-    write_field(group, "status", status)
-    write_field(group, "reason", reason)
-    write_field(group, "date", now_iso())
+    write_field(group, "status", status, width=STATUS_WIDTH)
+    old = group.get("reason")
+    if not isinstance(old, h5py.Dataset) or decode_text(old[()]) != reason:
+        write_field(group, "reason", reason)
+    write_field(group, "date", now_iso(), width=DATE_WIDTH)
     for key, value in (extra or {}).items():
         write_field(group, nexus_name(key), value)

@@ -157,6 +157,21 @@ def bliss_reporter(store: DataStore, scan_key: str) -> SavingReporter:
     return SavingReporter(store, key)
 
 
+def scan_identity(bliss_store: Any, key: str) -> tuple[str, int] | None:
+    """The session and number of blissdata scan ``key``, read alone (two fields of its
+    document, as blissdata's own searches read fields); None when there is no such
+    scan document."""
+    try:
+        fields = bliss_store._redis.json().get(key, "$.id.session", "$.id.number")
+    except redis.ResponseError:  # not a JSON document
+        return None
+    try:
+        (session,), (number,) = fields["$.id.session"], fields["$.id.number"]
+        return str(session), int(number)
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -206,6 +221,7 @@ class BlissdataScanSource:
         self._reporter = bliss_reporter(store, key)
         self._position: dict[str, int] = {}
         self._parent_number: int | None = None
+        self._doc: tuple[str, Any] | None = None  # (state entry ID, document) last read
 
     # -- bookkeeping -----------------------------------------------------------------
     def report(self, state: str, reason: str = "", **detail: Any) -> None:
@@ -232,27 +248,39 @@ class BlissdataScanSource:
         return str(path) if path else None
 
     # -- scan info -------------------------------------------------------------------
-    def _model(self) -> Any:
+    def _model(self, state_id: str) -> Any:
+        """The scan's document as of state entry ``state_id`` or later.
+
+        blissdata saves the document together with each state change (one
+        transaction), so it is read again only when the state has moved on: the
+        document is read after ``state_id`` was, hence at least that recent.
+        """
         from blissdata.exceptions import ScanNotFoundError
         from pydantic import ValidationError
 
+        if self._doc is not None and self._doc[0] == state_id:
+            return self._doc[1]
         store = self.bliss_store
         try:
             ttl = store._redis.ttl(self.key)
             if ttl == -2 or 0 <= ttl <= 10:  # blissdata's "deleted"
                 raise ScanNotFoundError("deleted")
-            return store._scan_model.get(self._scan._model.pk)
+            model = store._scan_model.get(self._scan._model.pk)
         except ScanNotFoundError as e:
             raise NexusWriterError(f"{self.label}: deleted from Redis ({self.key})") from e
         except ValidationError as e:
             raise NexusWriterError(f"{self.label}: malformed scan document in Redis: "
                                    f"{e}") from e
+        self._doc = (state_id, model)
+        return model
 
-    def _wait_prepared(self) -> None:
-        """Until the scan is PREPARED (its info complete), the timeout or a stop."""
+    def _wait_prepared(self) -> str | None:
+        """Until the scan is PREPARED (its info complete), the timeout or a stop; the
+        last state entry seen (None: not looked, the scan was PREPARED already)."""
         r = self.bliss_store._redis
         key = self._scan._model.state_stream.key()
         deadline = time.monotonic() + self.prepare_timeout
+        last = None
         while not self._prepared:
             state, last = self._state()
             remaining = deadline - time.monotonic()
@@ -263,17 +291,18 @@ class BlissdataScanSource:
                                "CREATED", self.label, self.prepare_timeout)
                 self._prepared = True
             elif self.stop is not None and self.stop.is_set():
-                return
+                return last
             else:
                 r.xread({key: last}, block=max(1, int(min(remaining, self.BLOCK) * 1000)))
+        return last
 
     def info(self) -> dict[str, Any]:
         """The scan's info, complete (from PREPARED on, see :attr:`prepare_timeout`).
         A child of a sequence (``info.group`` = the sequence's key) also gets
         ``parent.scan_nb``, which links it from its sequence's entry."""
         with connection_lost(self.label):
-            self._wait_prepared()
-            info = dict(self._model().info)
+            state_id = self._wait_prepared() or self._state()[1]
+            info = dict(self._model(state_id).info)
             group = info.get("group")
             if isinstance(group, str) and "parent" not in info:
                 if self._parent_number is None:
@@ -387,7 +416,8 @@ class BlissdataScanSource:
         r = self.bliss_store._redis
         state_key = self._scan._model.state_stream.key()
         state, state_id = self._state()
-        model = self._model()
+        model = self._model(state_id)
+        model_state = state  # the state the document was read at
         readers: dict[str, _Reader] = {}
         broken: set[str] = set()
         last_event = time.monotonic()
@@ -430,7 +460,10 @@ class BlissdataScanSource:
                 if skey == state_key:
                     state_id = entries[-1][0].decode()
                     state = int(entries[-1][1][b"state"])
-                    model = self._model()
+                    # the document changes for the streams (PREPARED) and the end
+                    # (CLOSED: end_reason, final info); not read again in between
+                    if (model_state < 1 <= state) or state >= 4:
+                        model, model_state = self._model(state_id), state
                     got_any = True
                     continue
                 reader = open_readers[skey]
@@ -538,4 +571,4 @@ class BlissdataScanSource:
 
 
 __all__ = ["BLISSDATA_PROTOCOLS", "BlissdataScanSource", "UnsupportedServerError",
-           "bliss_reporter", "detect_protocol", "record_key"]
+           "bliss_reporter", "detect_protocol", "record_key", "scan_identity"]

@@ -22,8 +22,8 @@ from ..errors import NexusWriterError
 from ..nexus import appdef, h5map, metadata
 from ..nexus.camera import CameraDataset
 from ..nexus.datasets import ChannelDataset, JsonDataset, fill_value
-from ..nexus.groups import (later_entry, nexus_name, now_iso, nx_class_of, require_group, soft_link,
-                             unique_name, write_field)
+from ..nexus.groups import (decode_text, later_entry, nexus_name, now_iso, nx_class_of,
+                             require_group, soft_link, unique_name, write_field)
 from ..nexus.plots import fit_plot, set_grid_axes, write_plot
 from ..nexus.validate import defined_fields
 from . import masterfiles
@@ -48,11 +48,6 @@ class SavingError(NexusWriterError, OSError):
 
 class EntryExistsError(NexusWriterError, FileExistsError):
     """The scan's entry is already in the file: never overwritten."""
-
-
-def decode_text(value: Any) -> Any:
-    """A value read back from HDF5 as written again (bytes -> str)."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class ScanWriter:

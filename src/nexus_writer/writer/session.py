@@ -21,7 +21,7 @@ from ..data.status import publish_status
 from ..data.store import DEFAULT_URL
 from ..data.walk import connection_lost
 from ..errors import NexusWriterError
-from .blissdata_source import BlissdataScanSource, detect_protocol, record_key
+from .blissdata_source import BlissdataScanSource, detect_protocol, record_key, scan_identity
 from .filewriter import FileWriterPool
 from .options import WriterOptions
 from .scan import ScanWriter
@@ -214,24 +214,27 @@ class SessionWriter:
                 attempt = self._reconnect_later(attempt, e)
 
     def _new_bliss_scan(self, key: str) -> None:
-        """A scan announced by blissdata (any session's): written if it is ours."""
+        """A scan announced by blissdata (any session's): written if it is ours.  Its
+        session and number are read alone (two fields of its document): a scan of
+        another session costs no more; ours is loaded once, by its source."""
         from blissdata.exceptions import ScanNotFoundError, ScanValidationError
 
-        try:
-            scan = self.bliss_store.load_scan(key)
-        except (ScanNotFoundError, ScanValidationError) as e:
-            logger.warning("session %s: scan %s not readable: %s", self.session, key, e)
+        identity = scan_identity(self.bliss_store, key)
+        if identity is None:
+            logger.warning("session %s: scan %s not readable (deleted, or not a blissdata "
+                           "scan document)", self.session, key)
             return
-        if scan.session != self.session:
+        session, number = identity
+        if session != self.session:
             return
-        label = f"scan {scan.number} of session {self.session!r}"
+        label = f"scan {number} of session {self.session!r}"
         try:
             self._take(key, label, SavingReporter(self.store, record_key(key)),
                        lambda: BlissdataScanSource(self.bliss_store, key, self.store,
                                                   stop=self._abort_scans))
         except ConnectionError:
             raise  # the listener reconnects and takes the scan again
-        except (ScanNotFoundError, NexusWriterError) as e:  # gone meanwhile: the next one
+        except (ScanNotFoundError, ScanValidationError, NexusWriterError) as e:
             logger.warning("%s: not written: %s", label, e)
 
     def _new_scan(self, scan: Any) -> None:
