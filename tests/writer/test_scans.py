@@ -118,3 +118,21 @@ def test_scan_type_written_bit_exact(sim_session, writer_factory, store, kind, k
         elif kind == "sequence":
             assert written[0].state == ScanState.SUCCEEDED
             assert sorted(entry["subscans"]) == [f"scan_{s.scan_number}" for s in scans[1:]]
+
+
+def test_finished_scans_forgotten_beyond_a_limit(sim_session, writer_factory, monkeypatch):
+    """A session runs for weeks: a writer keeps the last KEEP_FINISHED finished scans in
+    memory; an older scan's outcome is still answered, from Redis."""
+    from nexus_writer.writer import session
+
+    monkeypatch.setattr(session, "KEEP_FINISHED", 2)
+    writer = writer_factory()
+    scans = []
+    for _ in range(5):  # one after the other: each finished before the next is taken
+        scans.append(sim_session.ct(0.1, "diode"))
+        wait_written(writer, scans[-1:])
+    kept = [w.source.key for w in writer.scans()]
+    # forgotten as new scans come: the fifth kept the two last finished before it
+    assert kept == [s.key for s in scans[2:]], kept
+    status = writer.scan_status(scans[0].key)
+    assert status is not None and status["state"] == "SUCCEEDED", status

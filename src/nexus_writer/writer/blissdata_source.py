@@ -332,7 +332,6 @@ class BlissdataScanSource:
 
     def _node(self, name: str, model: Any, info: Mapping[str, Any]) -> tuple[_Reader, NodeInfo]:
         """A reader and the writer's node definition of stream ``name``."""
-        from blissdata.lima.client import LimaClient
         from blissdata.streams.encoding.json import JsonStreamEncoder
         from blissdata.streams.encoding.numeric import NumericStreamEncoder
 
@@ -365,6 +364,9 @@ class BlissdataScanSource:
             lima_info = dict(sinfo.get("lima_info") or {})
             if "file_path" not in lima_info:
                 raise ValueError("Lima frames not saved in files (no lima_info.file_path)")
+            # only here: it imports pytango (about 40 MB), which other scans never need
+            from blissdata.lima.client import LimaClient
+
             client = LimaClient(self.bliss_store, lambda: None, **lima_info)
             fmt = str(lima_info.get("file_format", "hdf5")).lower()
             fmt = "hdf5" if fmt.startswith("hdf5") or fmt == "h5" else fmt

@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 #: Scans listed in the status document (the most recent ones).
 STATUS_SCANS = 50
+#: Finished scans a writer keeps in memory (status, web page, Tango); older ones are
+#: forgotten, their outcome stays in Redis (:meth:`SessionWriter.scan_status`): a
+#: session runs for weeks.
+KEEP_FINISHED = 2 * STATUS_SCANS
 #: Seconds between reconnection attempts when Redis is away (the last one repeats).
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -260,9 +264,17 @@ class SessionWriter:
                 return
             writer = ScanWriter(make_source(), self.pool, self.options,
                                 stop=self._abort_scans, on_change=self.on_change)
-            self.writers[key] = writer
+            self._add(key, writer)
         logger.info("%s: new scan", label)
         writer.start()
+
+    def _add(self, key: str, writer: ScanWriter) -> None:
+        """A new scan writer (under the lock), the oldest finished beyond
+        :data:`KEEP_FINISHED` forgotten."""
+        self.writers[key] = writer
+        finished = [k for k, w in self.writers.items() if w.finished is not None]
+        for old in finished[:-KEEP_FINISHED]:
+            del self.writers[old]
 
     # -- on demand (the Tango device's SaveScan), without following the session ----
     def save_scan(self, scan_key: str) -> ScanWriter | None:
@@ -283,7 +295,7 @@ class SessionWriter:
                 return None
             writer = ScanWriter(make_source(), self.pool, self.options,
                                 stop=self._abort_scans, on_change=self.on_change)
-            self.writers[scan_key] = writer
+            self._add(scan_key, writer)
         logger.info("%s: saving requested", label)
         writer.start()
         return writer
