@@ -12,7 +12,7 @@ import pytest
 from nexus_writer.nexus import metadata
 from nexus_writer.nexus.camera import CameraDataset, FrameRef, relative_to
 from nexus_writer.nexus.datasets import ChannelDataset, Grid, fill_value
-from nexus_writer.nexus.groups import (entry_name, nexus_name, open_file, require_group,
+from nexus_writer.nexus.groups import (entry_name, nexus_name, open_file, require_group, set_attrs,
                                        soft_link, unique_name, write_field)
 from nexus_writer.nexus.plots import PlotSpec, write_plot
 
@@ -232,3 +232,19 @@ def test_chunks():
     assert chunk_shape(np.dtype("u2"), (2048, 2048), 0) == (1, 2048, 2048)
     assert chunk_shape(np.dtype("i4"), (1024,), 6) == (6, 1024)
     assert chunk_shape(np.dtype("f8"), (), 12, leading=4) == (1, 4)
+
+
+def test_set_attrs_writes_what_h5py_writes(h5):
+    """The fast text path gives the very attribute h5py's ``attrs[...] =`` gives."""
+    values = {"NX_class": "NXdetector", "units": "", "title": "ascan ε 0 1", "count": 3,
+              "axes": ["x", "y"]}
+    a, b = h5.create_group("a"), h5.create_group("b")
+    a.attrs.update(values)
+    set_attrs(b, values)
+    set_attrs(b, {"NX_class": "NXdetector"})  # replaced, not added twice
+    assert list(b.attrs) == list(a.attrs)
+    for name in values:
+        left, right = h5py.h5a.open(a.id, name.encode()), h5py.h5a.open(b.id, name.encode())
+        assert left.get_type().equal(right.get_type()), name
+        assert left.get_space().shape == right.get_space().shape, name
+        assert np.array_equal(a.attrs[name], b.attrs[name]), name

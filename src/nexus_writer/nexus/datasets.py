@@ -10,6 +10,8 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from .groups import set_attrs
+
 #: Target chunk size, bytes: large enough for throughput, small enough for live reads.
 CHUNK_BYTES = 1 << 20
 #: Chunk size of scalar channels: each keeps its partial chunk in memory.
@@ -99,7 +101,7 @@ class ChannelDataset:
             kwargs.update(rdcc_nbytes=2 * math.prod(chunks) * dtype.itemsize, rdcc_nslots=101)
         dset = group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype,
                                     chunks=chunks, fillvalue=fill_value(dtype), **kwargs)
-        dset.attrs["units"] = units or ""
+        set_attrs(dset, {"units": units or ""})
         if grid is not None:
             dset.attrs["points_written"] = 0
         return cls(dset, point_shape, grid)

@@ -16,6 +16,8 @@ from typing import Any, Iterator, Mapping
 import h5py
 import numpy as np
 
+from .groups import set_attrs
+
 
 def parse(tree: Any) -> Any:
     """``tree`` validated as a ``blissdata.h5map`` item (a ``Group`` for a file);
@@ -116,7 +118,7 @@ def _dataset(group: h5py.Group, name: str, item: Any, exists: bool) -> None:
         dset = group.create_virtual_dataset(name, layout)
     else:  # pragma: no cover - the model has no other dataset kind
         raise TypeError(f"{group.name}/{name}: unknown dataset item {type(item).__name__}")
-    dset.attrs.update(decode_attrs(item.attributes))
+    set_attrs(dset, decode_attrs(item.attributes))
 
 
 def materialise(f: h5py.File, root: Any, replace: bool = True,
@@ -138,7 +140,7 @@ def _fill(group: h5py.Group, item: Any, old: Any | None, replace: bool) -> None:
     open: no item is looked up by its path from the root."""
     from blissdata.h5map import ExternalLink, Group, SoftLink
 
-    group.attrs.update(decode_attrs(item.attributes))
+    set_attrs(group, decode_attrs(item.attributes))
     before = old.children if isinstance(old, Group) else {}
     for name, child in item.children.items():
         if stream_of(child) is not None:

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from .datasets import Grid, fill_value
-from .groups import require_group, soft_link
+from .groups import require_group, set_attrs, soft_link
 
 
 @dataclass
@@ -45,8 +45,8 @@ def write_plot(entry: h5py.Group, spec: PlotSpec) -> h5py.Group:
         names.append(name)
         if spec.interpretation:
             # the attribute sits on the target (a link has none)
-            entry.file[target].attrs["interpretation"] = spec.interpretation
-    nxdata.attrs["signal"] = names[0]
+            set_attrs(entry.file[target], {"interpretation": spec.interpretation})
+    set_attrs(nxdata, {"signal": names[0]})
     if len(names) > 1:
         nxdata.attrs["auxiliary_signals"] = names[1:]
     axes = ["."] * ndim

@@ -78,6 +78,7 @@ class ScanWriter:
         self.finished: float | None = None
         self._fw: FileWriter | None = None
         self._entries_created = False
+        self._running_in_file = False  # writer/status RUNNING in every entry already
         self._created: set[str] = set()  # dataset paths (file thread)
         self._plots_written: dict[str, str] = {}  # entry -> what its plots show
         self._plots_gen: dict[str, int] = {}
@@ -282,7 +283,8 @@ class ScanWriter:
         self._report("READY", file=self.filename, entries=self.entries)
         if self.state == ScanState.STARTING:
             self.saving.run()
-        self._fw.submit(lambda f: self._write_status(f, ScanState.RUNNING))
+        if not self._running_in_file:
+            self._fw.submit(lambda f: self._write_status(f, ScanState.RUNNING))
         self._report("RUNNING", file=self.filename, entries=self.entries)
         logger.info("%s: writing %s into %s", self.label, ", ".join(self.entries), self.filename)
         self._changed()
@@ -374,6 +376,8 @@ class ScanWriter:
         for name in existing:
             if "end_time" in f[name]:  # finished, not reported: finished again below
                 del f[name]["end_time"]
+        # a scan known to run (BLISS 2.x: from the start) says so at once
+        status = "RUNNING" if self.state == ScanState.RUNNING else "STARTING"
         layout = self.plan.h5map
         if layout is not None:  # the producer's layout first: it wins
             h5map.materialise(f, layout, replace=not self.resumed)
@@ -392,7 +396,8 @@ class ScanWriter:
                 require_group(group, "instrument", "NXinstrument")
             if "measurement" not in group:
                 require_group(group, "measurement", "NXcollection")
-            metadata.write_writer_status(group, "STARTING", extra={"scan_key": self.source.key})
+            metadata.write_writer_status(group, status, extra={"scan_key": self.source.key})
+        self._running_in_file = status == "RUNNING" and not existing
         self._link_to_sequence(f)
         if self.options.master_files:
             self._link_to_masters(f)
