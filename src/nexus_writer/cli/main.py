@@ -138,6 +138,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
     (recorded FAILED with what was received).  Every state is recorded before exit.
     """
     from ..writer import SessionWriter
+    from ..writer.runtime import freeze_startup_objects
     from .live import LiveView
 
     writer = SessionWriter(args.session, redis_url(args), from_next=args.only_new,
@@ -152,6 +153,7 @@ def run_session_writer(args: argparse.Namespace) -> int:
         raise
     try:
         writer.start()
+        freeze_startup_objects()
     except BaseException:  # another writer has the session: nothing to serve
         if web is not None:
             web.stop()

@@ -30,6 +30,7 @@ from tango.server import Device, attribute, command, device_property
 from ..data.saving import writer_present
 from ..data.walk import connection_lost
 from ..writer import SessionWriter
+from ..writer.runtime import freeze_startup_objects
 from ..data.urls import redact_url as redacted
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class BlissWriter(Device):
                                    protocol=self.protocol or "auto", **options)
             if self.follow_session:
                 writer.start()
+            freeze_startup_objects()
             self._writer = writer
             logger.info("BlissWriter %s: on %s, %s protocol (session %r, %s)", self.get_name(),
                         url, writer.protocol, self.session,

@@ -157,6 +157,16 @@ def bliss_reporter(store: DataStore, scan_key: str) -> SavingReporter:
     return SavingReporter(store, key)
 
 
+def preload_blissdata() -> None:
+    """Import now what reading a scan needs (blissdata's stream encoders and h5map
+    model: a second of CPU), not in the first scan, which would be late for it."""
+    import blissdata.exceptions  # noqa: F401
+    import blissdata.h5map  # noqa: F401
+    import blissdata.streams.encoding.json  # noqa: F401
+    import blissdata.streams.encoding.numeric  # noqa: F401
+    import blissdata.streams.event_stream  # noqa: F401
+
+
 def scan_identity(bliss_store: Any, key: str) -> tuple[str, int] | None:
     """The session and number of blissdata scan ``key``, read alone (two fields of its
     document, as blissdata's own searches read fields); None when there is no such
@@ -573,4 +583,5 @@ class BlissdataScanSource:
 
 
 __all__ = ["BLISSDATA_PROTOCOLS", "BlissdataScanSource", "UnsupportedServerError",
-           "bliss_reporter", "detect_protocol", "record_key", "scan_identity"]
+           "bliss_reporter", "detect_protocol", "preload_blissdata", "record_key",
+           "scan_identity"]

@@ -21,7 +21,8 @@ from ..data.status import publish_status
 from ..data.store import DEFAULT_URL
 from ..data.walk import connection_lost
 from ..errors import NexusWriterError
-from .blissdata_source import BlissdataScanSource, detect_protocol, record_key, scan_identity
+from .blissdata_source import (BlissdataScanSource, detect_protocol, preload_blissdata,
+                               record_key, scan_identity)
 from .filewriter import FileWriterPool
 from .options import WriterOptions
 from .scan import ScanWriter
@@ -75,6 +76,7 @@ class SessionWriter:
             from blissdata.redis_engine.store import DataStore as BlissDataStore
 
             self.bliss_store = BlissDataStore(url)
+            preload_blissdata()
         # this writer's own keys (heartbeat, status, saving records) in both protocols
         self.store = DataStore(url)
         self.from_next = from_next
