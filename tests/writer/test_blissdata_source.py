@@ -236,3 +236,21 @@ def test_redis_killed_and_restarted_between_scans(tmp_path):
         nxw.close()
     finally:
         server.stop()
+
+
+def test_sources_add_no_class_per_scan(bliss_store, nxw_store, tmp_path):
+    """blissdata makes a class for each ``Scan`` object it loads; a source that kept
+    one per scan made every full garbage collection of a long session slower (up to
+    hundreds of milliseconds in the middle of a scan)."""
+    import gc
+
+    from nexus_writer.writer.blissdata_source import BlissdataScanSource
+
+    replay = ScanReplay(bliss_store, load_fixture("ct"), tmp_path).run()
+    gc.collect()
+    before = sum(isinstance(o, type) for o in gc.get_objects())
+    sources = [BlissdataScanSource(bliss_store, replay.key, nxw_store) for _ in range(20)]
+    assert {s.number for s in sources} == {replay.number}
+    assert sources[0].info()["title"] == replay.fixture["info"]["title"]
+    gc.collect()
+    assert sum(isinstance(o, type) for o in gc.get_objects()) < before + 5

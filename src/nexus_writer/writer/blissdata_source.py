@@ -167,12 +167,13 @@ def preload_blissdata() -> None:
     import blissdata.streams.event_stream  # noqa: F401
 
 
-def scan_identity(bliss_store: Any, key: str) -> tuple[str, int] | None:
+def scan_identity(json: Any, key: str) -> tuple[str, int] | None:
     """The session and number of blissdata scan ``key``, read alone (two fields of its
-    document, as blissdata's own searches read fields); None when there is no such
-    scan document."""
+    document, as blissdata's own searches read fields) with ``json``, a RedisJSON
+    client (``redis.Redis.json()``: one per writer, each makes a reference cycle);
+    None when there is no such scan document."""
     try:
-        fields = bliss_store._redis.json().get(key, "$.id.session", "$.id.number")
+        fields = json.get(key, "$.id.session", "$.id.number")
     except redis.ResponseError:  # not a JSON document
         return None
     try:
@@ -224,10 +225,18 @@ class BlissdataScanSource:
         self.prepare_timeout = prepare_timeout
         self._prepared = False
         self.key = key
+        prefix = bliss_store._scan_model.make_key("")
+        if not key.startswith(prefix):
+            raise NexusWriterError(f"scan {key}: not a blissdata scan key ({prefix}...)")
+        self._pk = key[len(prefix):]
+        self.number = -1  # named by key until the document is read
+        self.session = ""
         with connection_lost(f"scan {key}"):
-            self._scan = bliss_store.load_scan(key)
-        self.number = int(self._scan.number)
-        self.session = str(self._scan.session)
+            model = self._fetch()
+        self.number = int(model.id.number)
+        self.session = str(model.id.session)
+        self._path = model.id.path
+        self._state_key = model.state_stream.key()
         self._reporter = bliss_reporter(store, key)
         self._position: dict[str, int] = {}
         self._parent_number: int | None = None
@@ -245,6 +254,8 @@ class BlissdataScanSource:
 
     @property
     def label(self) -> str:
+        if self.number < 0:
+            return f"scan {self.key}"
         return f"scan {self.number} of session {self.session!r}"
 
     @property
@@ -254,7 +265,7 @@ class BlissdataScanSource:
     def early_destination(self) -> str | None:
         """The file the scan's identity names (``path``), known from CREATED on, before
         the info is complete; None for a scan not to be saved."""
-        path = self._scan.path
+        path = self._path
         return str(path) if path else None
 
     # -- scan info -------------------------------------------------------------------
@@ -265,30 +276,37 @@ class BlissdataScanSource:
         transaction), so it is read again only when the state has moved on: the
         document is read after ``state_id`` was, hence at least that recent.
         """
+        if self._doc is not None and self._doc[0] == state_id:
+            return self._doc[1]
+        model = self._fetch()
+        self._doc = (state_id, model)
+        return model
+
+    def _fetch(self) -> Any:
+        """The scan's document, read as blissdata's ``Scan`` reads it, but without a
+        ``Scan``: blissdata makes a class for each of those objects, which the garbage
+        collector then walks in every full collection (hundreds of milliseconds
+        after a few hundred scans)."""
         from blissdata.exceptions import ScanNotFoundError
         from pydantic import ValidationError
 
-        if self._doc is not None and self._doc[0] == state_id:
-            return self._doc[1]
         store = self.bliss_store
         try:
             ttl = store._redis.ttl(self.key)
             if ttl == -2 or 0 <= ttl <= 10:  # blissdata's "deleted"
                 raise ScanNotFoundError("deleted")
-            model = store._scan_model.get(self._scan._model.pk)
+            return store._scan_model.get(self._pk)
         except ScanNotFoundError as e:
             raise NexusWriterError(f"{self.label}: deleted from Redis ({self.key})") from e
         except ValidationError as e:
             raise NexusWriterError(f"{self.label}: malformed scan document in Redis: "
                                    f"{e}") from e
-        self._doc = (state_id, model)
-        return model
 
     def _wait_prepared(self) -> str | None:
         """Until the scan is PREPARED (its info complete), the timeout or a stop; the
         last state entry seen (None: not looked, the scan was PREPARED already)."""
         r = self.bliss_store._redis
-        key = self._scan._model.state_stream.key()
+        key = self._state_key
         deadline = time.monotonic() + self.prepare_timeout
         last = None
         while not self._prepared:
@@ -334,7 +352,7 @@ class BlissdataScanSource:
     # -- events ----------------------------------------------------------------------
     def _state(self) -> tuple[int, str]:
         """The last state and its stream ID."""
-        raw = self.bliss_store._redis.xrevrange(self._scan._model.state_stream.key(), count=1)
+        raw = self.bliss_store._redis.xrevrange(self._state_key, count=1)
         if not raw:
             raise NexusWriterError(f"{self.label}: deleted from Redis ({self.key})")
         entry_id, fields = raw[0]
@@ -426,7 +444,7 @@ class BlissdataScanSource:
         from blissdata.streams.event_stream import StreamEntry
 
         r = self.bliss_store._redis
-        state_key = self._scan._model.state_stream.key()
+        state_key = self._state_key
         state, state_id = self._state()
         model = self._model(state_id)
         model_state = state  # the state the document was read at

@@ -76,6 +76,7 @@ class SessionWriter:
             from blissdata.redis_engine.store import DataStore as BlissDataStore
 
             self.bliss_store = BlissDataStore(url)
+            self._bliss_json = self.bliss_store._redis.json()
             preload_blissdata()
         # this writer's own keys (heartbeat, status, saving records) in both protocols
         self.store = DataStore(url)
@@ -225,7 +226,7 @@ class SessionWriter:
         another session costs no more; ours is loaded once, by its source."""
         from blissdata.exceptions import ScanNotFoundError, ScanValidationError
 
-        identity = scan_identity(self.bliss_store, key)
+        identity = scan_identity(self._bliss_json, key)
         if identity is None:
             logger.warning("session %s: scan %s not readable (deleted, or not a blissdata "
                            "scan document)", self.session, key)
@@ -295,7 +296,11 @@ class SessionWriter:
             label, _, make_source = self._identify(scan_key)
             if SavingReporter(self.store, self._record(scan_key)).last_state() in FINAL_STATES:
                 return None
-            writer = ScanWriter(make_source(), self.pool, self.options,
+            try:
+                source = make_source()
+            except NexusWriterError as e:  # deleted meanwhile, or a malformed document
+                raise ValueError(str(e)) from e
+            writer = ScanWriter(source, self.pool, self.options,
                                 stop=self._abort_scans, on_change=self.on_change)
             self._add(scan_key, writer)
         logger.info("%s: saving requested", label)
@@ -313,17 +318,17 @@ class SessionWriter:
     def _identify(self, scan_key: str) -> tuple[str, str, Callable[[], Any]]:
         """``(label, session, make_source)`` of a scan of this writer's protocol."""
         if self.bliss_store is not None:
-            from blissdata.exceptions import ScanNotFoundError, ScanValidationError
-
-            try:
-                with connection_lost(f"scan {scan_key}"):
-                    scan = self.bliss_store.load_scan(scan_key)
-            except ScanNotFoundError as e:
-                raise KeyError(f"scan {scan_key!r} does not exist (expired or never "
-                               f"created): {e}") from e
-            except ScanValidationError as e:
-                raise ValueError(f"scan {scan_key!r} cannot be read: {e}") from e
-            return (f"scan {scan.number} of session {scan.session!r}", scan.session,
+            with connection_lost(f"scan {scan_key}"):
+                identity = scan_identity(self._bliss_json, scan_key)
+                exists = identity is not None or self.bliss_store._redis.exists(scan_key)
+            if identity is None:
+                if not exists:
+                    raise KeyError(f"scan {scan_key!r} does not exist (expired or never "
+                                   "created)")
+                raise ValueError(f"scan {scan_key!r} cannot be read: not a blissdata scan "
+                                 "document")
+            session, number = identity
+            return (f"scan {number} of session {session!r}", session,
                     lambda: BlissdataScanSource(self.bliss_store, scan_key, self.store))
         node = self.store.get_scan_node(scan_key)
         with connection_lost(f"scan {scan_key}"):
