@@ -152,17 +152,17 @@ def run_session_writer(args: argparse.Namespace) -> int:
         writer.close_stores()
         raise
     try:
+        freeze_startup_objects()  # the imports are done: before any scan
         writer.start()
-        freeze_startup_objects()
     except BaseException:  # another writer has the session: nothing to serve
         if web is not None:
             web.stop()
         raise
-    signal.signal(signal.SIGTERM, _interrupt)  # from here on, as the first Ctrl-C
-    print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
-          f"({writer.protocol}); Ctrl-C or SIGTERM to stop", file=sys.stderr)
     with LiveView(writer, enabled=args.live):
-        try:
+        try:  # a Ctrl-C from here on stops the writer the normal way
+            signal.signal(signal.SIGTERM, _interrupt)  # as the first Ctrl-C
+            print(f"NexusSessionWriter: session {args.session!r} on {writer.url} "
+                  f"({writer.protocol}); Ctrl-C or SIGTERM to stop", file=sys.stderr)
             while not writer.lease.lost.wait(0.5):
                 pass
             print(f"NexusSessionWriter: session {args.session!r} taken over by another writer "

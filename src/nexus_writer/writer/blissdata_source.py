@@ -243,6 +243,10 @@ class BlissdataScanSource:
         self._doc: tuple[str, Any] | None = None  # (state entry ID, document) last read
 
     # -- bookkeeping -----------------------------------------------------------------
+    def release(self) -> None:
+        """The scan is written: its document is no longer needed."""
+        self._doc = None
+
     def report(self, state: str, reason: str = "", **detail: Any) -> None:
         self._reporter.report(state, reason, **detail)
 

@@ -152,7 +152,21 @@ class ScanWriter:
             self.finished = time.time()
             self.pool.progress.discard(self.source.key)
             self._report_final()
+            self._shed()
             self._changed()
+
+    def _shed(self) -> None:
+        """Finished, the writer is kept a while for the status (the session writer's
+        ``KEEP_FINISHED``): what only writing needed goes (the datasets, the parsed
+        layout, the source's document), or every full garbage collection walks it as
+        long as the scan is kept."""
+        for target in self.targets.values():
+            target.writer = None
+        if self.plan is not None:
+            self.plan.h5map = None
+        self._created.clear()
+        self._plots_written.clear()
+        self.source.release()
 
     def _report(self, state: str, reason: str = "", **detail: Any) -> None:
         """Tell the acquisition side (Redis); a lost connection is logged, not raised."""

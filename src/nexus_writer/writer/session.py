@@ -36,7 +36,7 @@ STATUS_SCANS = 50
 #: Finished scans a writer keeps in memory (status, web page, Tango); older ones are
 #: forgotten, their outcome stays in Redis (:meth:`SessionWriter.scan_status`): a
 #: session runs for weeks.
-KEEP_FINISHED = 2 * STATUS_SCANS
+KEEP_FINISHED = STATUS_SCANS
 #: Seconds between reconnection attempts when Redis is away (the last one repeats).
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 

@@ -120,6 +120,9 @@ class ScanSource(Protocol):
     def saved_progress(self) -> dict[str, int]:
         """What :meth:`save_progress` recorded last (empty when nothing)."""
 
+    def release(self) -> None:
+        """The scan is written: let go of what reading it needed."""
+
 
 class RedisScanSource:
     """A scan of the native Redis protocol."""
@@ -146,6 +149,9 @@ class RedisScanSource:
 
     def saved_progress(self) -> dict[str, int]:
         return self._reporter.saved_progress()
+
+    def release(self) -> None:
+        return None  # the node reads Redis on demand: it holds nothing
 
     @classmethod
     def from_key(cls, store: DataStore, key: str) -> "RedisScanSource":
