@@ -182,6 +182,14 @@ class ScanReplay:
                 sent += self.send(name, 1)
         return sent > 0
 
+    def started(self, steps: int) -> "ScanReplay":
+        """PREPARED, STARTED, then ``steps`` batches of every stream (a scan under way)."""
+        self.to("PREPARED")
+        self.to("STARTED")
+        for _ in range(steps):
+            self.step()
+        return self
+
     def seal(self) -> None:
         for stream in self.streams.values():
             if not stream.is_sealed():
@@ -199,9 +207,7 @@ class ScanReplay:
 
     def run(self) -> "ScanReplay":
         """The whole scan (a sequence with its children)."""
-        self.create()
-        self.to("PREPARED")
-        self.to("STARTED")
+        self.create().started(0)
         children = self.fixture.get("children") or []
         for i, child in enumerate(children):
             replay = ScanReplay(self.store, child, "", group=self.key, h5maps=self.h5maps)

@@ -63,7 +63,11 @@ def secured_redis():
 @pytest.fixture
 def secured_url(secured_redis) -> str:
     """URL of ``secured_redis`` with its password (``redis://:PW@host:port``), flushed."""
-    url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{secured_redis.port}"
+    return _flushed(f"redis://:{REDIS_PASSWORD}@127.0.0.1:{secured_redis.port}")
+
+
+def _flushed(url: str) -> str:
+    """``url``, its server emptied (each test starts from an empty Redis)."""
     client = redis.Redis.from_url(url)
     client.flushall()
     client.close()
@@ -73,10 +77,7 @@ def secured_url(secured_redis) -> str:
 @pytest.fixture
 def redis_url(redis_server) -> str:
     """URL of the test server, flushed before each test."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
+    return _flushed(redis_server.url)
 
 
 @pytest.fixture(scope="session")
@@ -91,10 +92,7 @@ def bliss_url(bliss_server) -> str:
     """URL of the blissdata test server, flushed and prepared (``init_db``) per test."""
     from blissdata.redis_engine.store import DataStore as BlissDataStore
 
-    client = redis.Redis.from_url(bliss_server.url)
-    client.flushall()
-    client.close()
-    BlissDataStore(bliss_server.url, init_db=True)
+    BlissDataStore(_flushed(bliss_server.url), init_db=True)
     return bliss_server.url
 
 
@@ -118,19 +116,7 @@ def nxw_store(bliss_url):
 def bliss_writer(bliss_url):
     """``make(session="test_session", **options)`` -> a started SessionWriter following
     the blissdata server, stopped after the test."""
-    from nexus_writer.writer import SessionWriter
-
-    writers = []
-
-    def make(session: str = "test_session", **options):
-        options.setdefault("flush_period", 0.2)
-        writer = SessionWriter(session, bliss_url, **options).start()
-        writers.append(writer)
-        return writer
-
-    yield make
-    for writer in writers:
-        writer.stop(timeout=10)
+    yield from _session_writers(bliss_url)
 
 
 @pytest.fixture
@@ -169,13 +155,19 @@ def sim_session(redis_url, data_dir):
 @pytest.fixture
 def writer_factory(redis_url):
     """``make(session="test_session", **options)`` -> a started SessionWriter, stopped after."""
+    yield from _session_writers(redis_url)
+
+
+def _session_writers(url: str):
+    """The ``make`` of the writer fixtures, on ``url``; every writer made is stopped
+    after the test."""
     from nexus_writer.writer import SessionWriter
 
     writers = []
 
     def make(session: str = "test_session", **options):
         options.setdefault("flush_period", 0.2)
-        writer = SessionWriter(session, redis_url, **options).start()
+        writer = SessionWriter(session, url, **options).start()
         writers.append(writer)
         return writer
 

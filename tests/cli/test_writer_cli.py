@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.waiting import wait_for
-from tests.writer.helpers import assert_channel, manual_scan_info
+from tests.writer.helpers import assert_channel, publish_by_hand
 
 BIN = os.path.dirname(sys.executable)
 SEED_OPTIONS = ("--keepshape", "--multivalue_positioners", "--enable_external_nonhdf5",
@@ -153,22 +153,11 @@ def test_write_command_unreachable_redis(tmp_path):
     assert "redis://127.0.0.1:1" in out.stderr
 
 
-CHANNELS = {"timer:elapsed_time": {"device": "timer", "unit": "s"},
-            "ctrl:diode": {"device": "ctrl", "unit": "counts"}}
-
-
 def _scan_in_progress(store, tmp_path, points: int):
     """A scan published by hand, left open with ``points`` points; (publisher,
     channel publishers, file name)."""
     filename = str(tmp_path / "data" / "sigterm.h5")
-    pub = store.create_scan("test_session", manual_scan_info("test_session", 1, filename,
-                                                             CHANNELS))
-    pub.start()
-    chans = [pub.create_channel(name, "float64", (), c["unit"], device=c["device"],
-                                top_master="timer") for name, c in CHANNELS.items()]
-    for i in range(points):
-        for c in chans:
-            c.send(float(i))
+    pub, chans = publish_by_hand(store, filename, points)
     wait_for(lambda: _status(filename, "1.1") == "RUNNING", 30, "the scan running")
     return pub, chans, filename
 

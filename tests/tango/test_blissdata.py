@@ -29,8 +29,7 @@ def test_bliss_call_sequence(name, bliss_device, nxw_store, replays):
     replay = replays(name).create()
     bliss = Bliss(device, replay.key)
     bliss.prepare()  # the scan is CREATED: BLISS prepares its writer first
-    replay.to("PREPARED")
-    replay.to("STARTED")
+    replay.started(0)
     assert device.scans_in_progress == (replay.key,)
     while replay.step():
         assert bliss.check() == DevState.ON
@@ -69,7 +68,6 @@ def test_unwritable_directory(bliss_device, nxw_store, replays, tmp_path):
         Bliss(bliss_device, replay.key).prepare()
     reason = bliss_device.scan_state_reason(replay.key)
     assert "cannot create directory" in reason and str(blocker) in reason, reason
-    replay.to("PREPARED")
-    replay.to("STARTED")
+    replay.started(0)
     replay.finish()
     assert wait_final(nxw_store, replay.key).state == "FAILED"

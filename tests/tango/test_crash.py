@@ -155,10 +155,7 @@ def test_kill_9_mid_blissdata_scan_then_restart(device_server, bliss_url, nxw_st
     replay = replays("ascan").create()
     bliss = Bliss(device, replay.key)
     bliss.prepare()
-    replay.to("PREPARED")
-    replay.to("STARTED")
-    for _ in range(4):
-        replay.step()
+    replay.started(4)
     wait_progress(nxw_store, replay.key, "axis:roby", 4)
     server.kill()
     replay.finish()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from typing import Any
 
 import h5py
@@ -21,6 +20,7 @@ from nexus_writer.nexus.validate import validate_file
 from nexus_writer.writer.blissdata_source import record_key
 
 from ..blissdata_replay import ScanReplay, stream_points
+from ..waiting import wait_for
 from .helpers import assert_same_bytes, decode
 
 SESSION = "test_session"
@@ -37,14 +37,13 @@ def wait_progress(store: DataStore, scan_key: str, stream: str, points: int,
                   timeout: float = 30.0) -> dict[str, int]:
     """The durable progress recorded once ``stream`` has ``points`` points on disk."""
     reporter = saving.SavingReporter(store, record_key(scan_key))
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def durable() -> dict[str, int] | None:
         progress = reporter.saved_progress()
-        if progress.get(stream, 0) >= points:
-            return progress
-        assert time.monotonic() < deadline, \
-            f"{stream}: {points} points never recorded durable (last {progress})"
-        time.sleep(0.02)
+        return progress if progress.get(stream, 0) >= points else None
+
+    return wait_for(durable, timeout, f"{stream}: {points} points recorded durable",
+                    lambda: f"last progress: {reporter.saved_progress()}")
 
 
 def assert_stream_at(f: h5py.File, stream: dict[str, Any], where: str | None = None,

@@ -303,3 +303,24 @@ def manual_scan_info(session: Any, scan_nb: int, filename: str, channels: dict[s
                     for i, (n, c) in enumerate(channels.items())},
         "start_time": "2024-01-01T00:00:00+01:00",
     }
+
+
+#: The channels of :func:`publish_by_hand`: a timer and a counter.
+HAND_CHANNELS = {"timer:elapsed_time": {"device": "timer", "unit": "s"},
+                 "ctrl:diode": {"device": "ctrl", "unit": "counts"}}
+
+
+def publish_by_hand(store: Any, filename: str, points: int, npoints: int = 0
+                    ) -> tuple[Any, list[Any]]:
+    """Scan 1 of ``test_session`` published with the data API, ``points`` points of
+    :data:`HAND_CHANNELS` sent and the scan left running (``npoints``: its declared
+    length, 0 for unknown); (scan publisher, channel publishers)."""
+    pub = store.create_scan("test_session", manual_scan_info("test_session", 1, filename,
+                                                             HAND_CHANNELS, npoints=npoints))
+    pub.start()
+    chans = [pub.create_channel(name, "float64", (), c["unit"], device=c["device"],
+                                top_master="timer") for name, c in HAND_CHANNELS.items()]
+    for i in range(points):
+        for c in chans:
+            c.send(float(i))
+    return pub, chans

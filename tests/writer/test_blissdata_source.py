@@ -66,10 +66,7 @@ def test_malformed_entry_named_and_counted_other_scans_go_on(bliss_store, nxw_st
     written."""
     bliss_writer()
     replay = ScanReplay(bliss_store, load_fixture("ascan"), tmp_path).create()
-    replay.to("PREPARED")
-    replay.to("STARTED")
-    replay.step()
-    replay.step()
+    replay.started(2)
     diode = replay.streams[DIODE]
     diode.join()  # the producer's sink has sent points 0 and 1
     bliss_store._redis.xadd(diode.key, {"payload": b"xyz"}, id="2-1")
@@ -109,6 +106,27 @@ def test_two_sessions_in_one_redis(bliss_store, nxw_store, bliss_writer, tmp_pat
     assert [w.source.key for w in other.scans()] == [b.key]
 
 
+def test_unreadable_scan_announced_is_named_and_skipped(bliss_store, nxw_store, bliss_writer,
+                                                        tmp_path, caplog):
+    """A key announced as a new scan with no scan document behind it: the writer names
+    it and goes on with the next scan; asked for it (Tango's SaveScan), it says why."""
+    from blissdata.redis_engine.scan import scan_creation_stream
+
+    writer = bliss_writer()
+    bogus = "esrf:scan:NOTASCANDOCUMENT"
+    bliss_store._redis.set(bogus, "plain string")
+    with caplog.at_level(logging.WARNING):
+        bliss_store._redis.xadd(scan_creation_stream, {"key": bogus})
+        replay = ScanReplay(bliss_store, load_fixture("loopscan"), tmp_path).run()
+        assert wait_final(nxw_store, replay.key).state == "SUCCEEDED"
+    assert any(bogus in r.getMessage() and "not readable" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(ValueError, match="not a blissdata scan document"):
+        writer.save_scan(bogus)
+    with pytest.raises(KeyError, match="does not exist"):
+        writer.save_scan("esrf:scan:NEVERCREATED")
+
+
 def test_scans_created_while_the_writer_is_down(bliss_store, nxw_store, bliss_url, tmp_path):
     """A writer starting later writes the session's retained scans no writer finished,
     and not those a writer finished already; ``from_next`` skips them all."""
@@ -140,10 +158,7 @@ def test_kill_9_mid_scan_then_restart(h5maps, bliss_store, nxw_store, bliss_url,
         writer.start(nxw_store)
         replay = ScanReplay(bliss_store, load_fixture("ascan"), tmp_path / "data",
                             h5maps=h5maps).create()
-        replay.to("PREPARED")
-        replay.to("STARTED")
-        for _ in range(5):
-            replay.step()
+        replay.started(5)
         wait_progress(nxw_store, replay.key, "axis:roby", 5)
         writer.kill()
         replay.finish()

@@ -46,8 +46,7 @@ def test_lima_references_become_a_vds(bliss_store, nxw_store, bliss_writer, tmp_
         frames_per_acquisition=FRAMES, acquisition_offset=0,
         saving={"file_path": template, "data_path": DATA_PATH, "file_format": "HDF5",
                 "file_offset": 0, "frames_per_file": PER_FILE}))
-    replay.to("PREPARED")
-    replay.to("STARTED")
+    replay.started(0)
     for saved in (2, 5, FRAMES):  # statuses as the camera saves
         replay.step()
         _save_frames(template, saved)
@@ -76,8 +75,7 @@ def test_json_stream_one_document_per_event(bliss_store, nxw_store, bliss_writer
     bliss_writer()
     replay = ScanReplay(bliss_store, load_fixture("loopscan"), tmp_path).create()
     stream = replay.scan.create_stream(Stream.make_definition("sample:events", "json"))
-    replay.to("PREPARED")
-    replay.to("STARTED")
+    replay.started(0)
     for event in events:
         replay.step()
         stream.send(event)
@@ -104,9 +102,7 @@ def test_blissdata_h5api_follows_the_scan_while_written(bliss_store, nxw_store, 
     bliss_writer()
     replay = ScanReplay(bliss_store, load_fixture("loopscan"), tmp_path).create()
     diode = next(s for s in replay.fixture["streams"] if s["name"] == DIODE)
-    replay.to("PREPARED")
-    replay.to("STARTED")
-    replay.step()
+    replay.started(1)
     wait_progress(nxw_store, replay.key, DIODE, 1)  # the file and the dataset exist
     seen: list = []
     errors: list = []

@@ -12,21 +12,10 @@ import pytest
 from nexus_writer.data.saving import reports
 from nexus_writer.writer import WriterOptions
 
-from .helpers import decode, manual_scan_info, wait_written
-
-CHANNELS = {"timer:elapsed_time": {"device": "timer", "unit": "s"},
-            "ctrl:diode": {"device": "ctrl", "unit": "counts"}}
-
+from .helpers import decode, publish_by_hand, wait_written
 
 def _publish(store, filename: str, points: int = 3):
-    pub = store.create_scan("test_session", manual_scan_info("test_session", 1, filename,
-                                                             CHANNELS, npoints=points))
-    pub.start()
-    chans = [pub.create_channel(name, "float64", (), c["unit"], device=c["device"],
-                                top_master="timer") for name, c in CHANNELS.items()]
-    for i in range(points):
-        for c in chans:
-            c.send(float(i))
+    pub, _ = publish_by_hand(store, filename, points, npoints=points)
     pub.end("SUCCESS")
     return pub
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..data.urls import URL_ENV, credentials, redact, redact_url, resolve_url
 from ..errors import NexusWriterError
+from ..writer.filelock import LockHeld, claim_lock_file
 from . import config as cfg
 
 logger = logging.getLogger(__name__)
@@ -346,17 +347,12 @@ class Supervisor:
         """Write our pid into the pid file and hold a lock on it while running, so
         that ``service add`` signals only a live service, and a second service on the
         same config is refused."""
-        fd = os.open(self.pidfile, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
+            self._pid_fd = claim_lock_file(self.pidfile, str(os.getpid()))
+        except LockHeld as e:
             raise ServiceRunningError(f"a service already runs with {self.config_path} "
-                                      f"(pid {other}, pid file {self.pidfile})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._pid_fd = fd
+                                      f"(pid {e.holder or '?'}, pid file {self.pidfile})"
+                                      ) from None
 
     def _unlock_pidfile(self) -> None:
         if self._pid_fd is not None:

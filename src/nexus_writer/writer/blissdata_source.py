@@ -167,13 +167,13 @@ def preload_blissdata() -> None:
     import blissdata.streams.event_stream  # noqa: F401
 
 
-def scan_identity(json: Any, key: str) -> tuple[str, int] | None:
+def scan_identity(json_client: Any, key: str) -> tuple[str, int] | None:
     """The session and number of blissdata scan ``key``, read alone (two fields of its
-    document, as blissdata's own searches read fields) with ``json``, a RedisJSON
+    document, as blissdata's own searches read fields) with ``json_client``, a RedisJSON
     client (``redis.Redis.json()``: one per writer, each makes a reference cycle);
     None when there is no such scan document."""
     try:
-        fields = json.get(key, "$.id.session", "$.id.number")
+        fields = json_client.get(key, "$.id.session", "$.id.number")
     except redis.ResponseError:  # not a JSON document
         return None
     try:

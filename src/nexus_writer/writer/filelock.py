@@ -29,6 +29,42 @@ class FileLockedError(NexusWriterError, BlockingIOError):
     """Another writer process is writing the dataset file."""
 
 
+class LockHeld(Exception):
+    """:func:`claim_lock_file` found the lock taken; ``holder``: what its holder wrote."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def claim_lock_file(path: str | os.PathLike[str], identity: str) -> int:
+    """An exclusive ``flock`` on ``path`` (created if needed), taken without waiting,
+    with ``identity`` written in it for whoever finds it taken; returns the open
+    descriptor (closing it releases the lock).  Raises :class:`LockHeld`.
+
+    Holders remove the file when they release it: a file removed between our open and
+    our lock (its inode gone) is opened again.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockHeld(holder) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, identity.encode())
+    return fd
+
+
 def lock_path(path: str) -> str:
     directory, name = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{name}.writer-lock")
@@ -61,29 +97,16 @@ class WriterFileLock:
             _held[self.lock_path] = [self._fd, 1]
 
     def _take(self) -> int:
-        while True:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 512).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise FileLockedError(
-                    f"{self.path} is being written by another writer process ({holder}); "
-                    "two writers on one file would corrupt it: stop the other writer (only "
-                    "one writer may serve a session) or save to another file") from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)  # removed by its last holder between our open and flock
         since = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n"
-                 .encode())
-        return fd
+        try:
+            return claim_lock_file(self.lock_path, f"host {socket.gethostname()}, pid "
+                                                   f"{os.getpid()}, since {since}\n")
+        except LockHeld as e:
+            raise FileLockedError(
+                f"{self.path} is being written by another writer process "
+                f"({e.holder or 'unknown'}); two writers on one file would corrupt it: stop "
+                "the other writer (only one writer may serve a session) or save to another "
+                "file") from None
 
     def release(self) -> None:
         if self._fd is None:

@@ -224,8 +224,6 @@ class SessionWriter:
         """A scan announced by blissdata (any session's): written if it is ours.  Its
         session and number are read alone (two fields of its document): a scan of
         another session costs no more; ours is loaded once, by its source."""
-        from blissdata.exceptions import ScanNotFoundError, ScanValidationError
-
         identity = scan_identity(self._bliss_json, key)
         if identity is None:
             logger.warning("session %s: scan %s not readable (deleted, or not a blissdata "
@@ -241,7 +239,7 @@ class SessionWriter:
                                                   stop=self._abort_scans))
         except ConnectionError:
             raise  # the listener reconnects and takes the scan again
-        except (ScanNotFoundError, ScanValidationError, NexusWriterError) as e:
+        except NexusWriterError as e:  # deleted meanwhile, or a malformed document
             logger.warning("%s: not written: %s", label, e)
 
     def _new_scan(self, scan: Any) -> None:
